@@ -1,0 +1,107 @@
+"""Every setting Kefu reads, from environment variables, in one place.
+
+Each field documents its variable and default. Call ``settings()`` wherever a value is needed;
+tests that change the environment call ``settings.cache_clear()``.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+def _str(name: str, default: Optional[str]) -> Optional[str]:
+    raw = os.environ.get(name)
+    return raw if raw not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    # AWS region for DynamoDB and the Management API client (AWS_REGION, then AWS_DEFAULT_REGION).
+    region: str
+    # KEFU_TABLE_PREFIX: prefix of every DynamoDB table name, e.g. "kefu-dev-" -> "kefu-dev-sites".
+    table_prefix: str
+    # KEFU_DYNAMODB_ENDPOINT: a DynamoDB-compatible endpoint (local stack, DynamoDB Local); unset = AWS.
+    dynamodb_endpoint: Optional[str]
+    # KEFU_WS_MANAGEMENT_ENDPOINT: API Gateway Management API endpoint, https://{api}.execute-api.{region}.amazonaws.com/{stage}.
+    # Unset: derived from the WebSocket event (domainName/stage) where there is one.
+    ws_management_endpoint: Optional[str]
+    # KEFU_TOKEN_SECRET: key that signs visitor and agent tokens (HS256). Required in the cloud.
+    token_secret: str
+    # KEFU_VISITOR_TOKEN_TTL / KEFU_AGENT_TOKEN_TTL: token lifetimes, seconds.
+    visitor_token_ttl: int
+    agent_token_ttl: int
+    # KEFU_CONNECTION_TTL: DynamoDB TTL backstop on connection records (API Gateway's 2 h maximum).
+    connection_ttl: int
+    # KEFU_HEARTBEAT_INTERVAL: a ping refreshes last-seen at most once per this many seconds.
+    heartbeat_interval: int
+    # KEFU_HEARTBEAT_TIMEOUT: a connection silent for longer than this is swept.
+    heartbeat_timeout: int
+    # KEFU_SWEEP_INTERVAL: how often the sweep runs (rate, seconds).
+    sweep_interval: int
+    # KEFU_SWEEP_SHARDS: shards of the last-seen index (spreads the write load of heartbeats).
+    sweep_shards: int
+    # KEFU_MAX_TEXT: longest message text, characters.
+    max_text: int
+    # KEFU_MAX_ATTRIBUTES_BYTES: largest JSON of a visitor's custom attributes.
+    max_attributes_bytes: int
+    # KEFU_RATE_LIMIT / KEFU_RATE_WINDOW: at most this many sends per connection per window (seconds).
+    rate_limit: int
+    rate_window: int
+    # KEFU_SYNC_PAGE: messages per sync page (clients may ask for fewer).
+    sync_page: int
+    # KEFU_DELIVERY_THREADS: concurrent post_to_connection calls per invocation.
+    delivery_threads: int
+    # Uploads (Aliyun OSS + STS). KEFU_OSS_ENDPOINT e.g. https://oss-cn-hangzhou.aliyuncs.com.
+    oss_endpoint: Optional[str]
+    oss_bucket: Optional[str]
+    oss_region: str
+    oss_prefix: str
+    sts_endpoint: Optional[str]
+    sts_role_arn: Optional[str]
+    aliyun_access_key_id: Optional[str]
+    aliyun_access_key_secret: Optional[str]
+    upload_url_ttl: int
+    download_url_ttl: int
+    upload_max_bytes: int
+
+
+@functools.lru_cache(maxsize=1)
+def settings() -> Settings:
+    return Settings(
+        region=_str("AWS_REGION", None) or _str("AWS_DEFAULT_REGION", "us-east-1"),
+        table_prefix=_str("KEFU_TABLE_PREFIX", "kefu-"),
+        dynamodb_endpoint=_str("KEFU_DYNAMODB_ENDPOINT", None),
+        ws_management_endpoint=_str("KEFU_WS_MANAGEMENT_ENDPOINT", None),
+        token_secret=_str("KEFU_TOKEN_SECRET", "kefu-insecure-development-secret"),
+        visitor_token_ttl=_int("KEFU_VISITOR_TOKEN_TTL", 3600),
+        agent_token_ttl=_int("KEFU_AGENT_TOKEN_TTL", 12 * 3600),
+        connection_ttl=_int("KEFU_CONNECTION_TTL", 2 * 3600 + 600),
+        heartbeat_interval=_int("KEFU_HEARTBEAT_INTERVAL", 30),
+        heartbeat_timeout=_int("KEFU_HEARTBEAT_TIMEOUT", 120),
+        sweep_interval=_int("KEFU_SWEEP_INTERVAL", 60),
+        sweep_shards=_int("KEFU_SWEEP_SHARDS", 4),
+        max_text=_int("KEFU_MAX_TEXT", 4000),
+        max_attributes_bytes=_int("KEFU_MAX_ATTRIBUTES_BYTES", 4096),
+        rate_limit=_int("KEFU_RATE_LIMIT", 20),
+        rate_window=_int("KEFU_RATE_WINDOW", 10),
+        sync_page=_int("KEFU_SYNC_PAGE", 50),
+        delivery_threads=_int("KEFU_DELIVERY_THREADS", 8),
+        oss_endpoint=_str("KEFU_OSS_ENDPOINT", None),
+        oss_bucket=_str("KEFU_OSS_BUCKET", None),
+        oss_region=_str("KEFU_OSS_REGION", "cn-hangzhou"),
+        oss_prefix=_str("KEFU_OSS_PREFIX", "uploads/"),
+        sts_endpoint=_str("KEFU_STS_ENDPOINT", None),
+        sts_role_arn=_str("KEFU_STS_ROLE_ARN", None),
+        aliyun_access_key_id=_str("KEFU_ALIYUN_ACCESS_KEY_ID", None),
+        aliyun_access_key_secret=_str("KEFU_ALIYUN_ACCESS_KEY_SECRET", None),
+        upload_url_ttl=_int("KEFU_UPLOAD_URL_TTL", 300),
+        download_url_ttl=_int("KEFU_DOWNLOAD_URL_TTL", 600),
+        upload_max_bytes=_int("KEFU_UPLOAD_MAX_BYTES", 10 * 1024 * 1024),
+    )
