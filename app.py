@@ -1,0 +1,48 @@
+"""Kefu: the routing table. Every handler is one line of wiring into chalicelib/."""
+from chalice import Chalice, Response
+
+from chalicelib import http, protocol
+
+app = Chalice(app_name="kefu")
+
+
+@app.on_ws_connect()
+def ws_connect(event):
+    return Response(body="", status_code=protocol.connect(
+        event.connection_id, http.query_params(event.to_dict()), http.event_headers(event.to_dict())))
+
+
+@app.on_ws_message()
+def ws_message(event):
+    http.note_websocket_endpoint(event.to_dict())
+    protocol.message(event.connection_id, event.body)
+
+
+@app.on_ws_disconnect()
+def ws_disconnect(event):
+    protocol.disconnect(event.connection_id)
+
+
+@app.route("/v1/visitor/session", methods=["POST"], cors=True)
+def visitor_session():
+    return http.respond(app.current_request, http.visitor_session)
+
+
+@app.route("/v1/agent/session", methods=["POST"], cors=True)
+def agent_session():
+    return http.respond(app.current_request, http.agent_session)
+
+
+@app.route("/v1/conversations", methods=["GET"], cors=True)
+def list_conversations():
+    return http.respond(app.current_request, http.list_conversations)
+
+
+@app.route("/v1/conversations/{conversation_id}/messages", methods=["POST"], cors=True)
+def post_message(conversation_id):
+    return http.respond(app.current_request, http.post_message, conversation_id)
+
+
+@app.route("/v1/conversations/{conversation_id}/messages", methods=["GET"], cors=True)
+def get_messages(conversation_id):
+    return http.respond(app.current_request, http.get_messages, conversation_id)

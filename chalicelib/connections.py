@@ -1,0 +1,203 @@
+"""Live WebSocket connections: records, the identity behind each, presence and pushing frames.
+
+A connection's identity never changes during its life and API Gateway never reuses an id, so a
+warm function keeps identities in memory: most frames need no read to learn who sent them.
+"""
+from __future__ import annotations
+
+import logging
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Optional
+
+from pynamodb.exceptions import DoesNotExist, UpdateError
+
+from chalicelib import clock, delivery
+from chalicelib.config import settings
+from chalicelib.models import Connection, Conversation, Site, as_dict
+from chalicelib.tokens import Identity
+
+log = logging.getLogger("kefu.connections")
+
+
+@dataclass
+class _Known:
+    identity: Identity
+    last_seen: float  # last heartbeat written to DynamoDB (or read from it)
+
+
+_CACHE_SIZE = 10_000
+_known: "OrderedDict[str, _Known]" = OrderedDict()
+
+
+def _remember(connection_id: str, identity: Identity, last_seen: float) -> None:
+    _known[connection_id] = _Known(identity, last_seen)
+    _known.move_to_end(connection_id)
+    while len(_known) > _CACHE_SIZE:
+        _known.popitem(last=False)
+
+
+def forget_cache() -> None:
+    _known.clear()
+
+
+def sweep_shard(connection_id: str) -> int:
+    return zlib.crc32(connection_id.encode()) % settings().sweep_shards
+
+
+def _identity_of(record: Connection) -> Identity:
+    return Identity(
+        role=record.role,
+        site_id=record.site_id,
+        subject=record.subject,
+        conversation_id=record.conversation_id,
+    )
+
+
+def _live_record(connection_id: str) -> Optional[Connection]:
+    """The record, unless missing or past its TTL (DynamoDB deletes expired items lazily)."""
+    try:
+        record = Connection.get(connection_id, consistent_read=True)
+    except DoesNotExist:
+        return None
+    if record.expires_at <= clock.now():
+        return None
+    return record
+
+
+def identify(connection_id: str) -> Optional[Identity]:
+    """Who is behind a connection: from memory, else one GetItem."""
+    known = _known.get(connection_id)
+    if known is not None:
+        return known.identity
+    record = _live_record(connection_id)
+    if record is None:
+        return None
+    identity = _identity_of(record)
+    _remember(connection_id, identity, record.last_seen)
+    return identity
+
+
+def register(connection_id: str, identity: Identity, site: Site) -> None:
+    """$connect: store the record and add the connection to its presence roster."""
+    now = clock.now()
+    Connection(
+        connection_id,
+        role=identity.role,
+        site_id=identity.site_id,
+        subject=identity.subject,
+        conversation_id=identity.conversation_id,
+        connected_at=int(now * 1000),
+        last_seen=now,
+        sweep_shard=sweep_shard(connection_id),
+        expires_at=int(now) + settings().connection_ttl,
+    ).save()
+    _remember(connection_id, identity, now)
+    if identity.is_agent:
+        first = identity.subject not in set(as_dict(site.agent_conns).values())
+        site.update(actions=[Site.agent_conns[connection_id].set(identity.subject)])
+        if first:
+            others = [c for c in as_dict(site.agent_conns) if c != connection_id]
+            push(others, presence_frame(identity, "online"))
+    else:
+        conversation = Conversation(identity.conversation_id)
+        conversation.update(
+            actions=[Conversation.visitor_conns[connection_id].set(int(now))],
+            condition=Conversation.conversation_id.exists(),
+        )
+        if len(as_dict(conversation.visitor_conns)) == 1:
+            frame = presence_frame(identity, "online")
+            push(agent_connections(site), frame)
+
+
+def presence_frame(identity: Identity, status: str) -> Dict[str, Any]:
+    frame: Dict[str, Any] = {"type": "presence", "role": identity.role, "id": identity.subject, "status": status}
+    if identity.conversation_id:
+        frame["conversation_id"] = identity.conversation_id
+    return frame
+
+
+def agent_connections(site: Site) -> List[str]:
+    return list(as_dict(site.agent_conns))
+
+
+def online_agents(site: Site) -> List[str]:
+    return sorted(set(as_dict(site.agent_conns).values()))
+
+
+def drop(connection_id: str, identity: Optional[Identity] = None) -> Optional[Identity]:
+    """Forget a connection everywhere: its record, its roster entry, and tell the other side.
+
+    Used by $disconnect, by a 410 on delivery and by the heartbeat sweep; safe to repeat.
+    """
+    if identity is None:
+        known = _known.get(connection_id)
+        if known is not None:
+            identity = known.identity
+        else:
+            try:
+                identity = _identity_of(Connection.get(connection_id, consistent_read=True))
+            except DoesNotExist:
+                return None
+    _known.pop(connection_id, None)
+    Connection(connection_id).delete()
+    if identity.is_agent:
+        site = Site(identity.site_id)
+        try:
+            site.update(
+                actions=[Site.agent_conns[connection_id].remove()],
+                condition=Site.site_id.exists(),
+            )
+        except UpdateError:
+            return identity
+        if identity.subject not in set(as_dict(site.agent_conns).values()):
+            push(agent_connections(site), presence_frame(identity, "offline"))
+    else:
+        conversation = Conversation(identity.conversation_id)
+        try:
+            conversation.update(
+                actions=[Conversation.visitor_conns[connection_id].remove()],
+                condition=Conversation.conversation_id.exists(),
+            )
+        except UpdateError:
+            return identity
+        if not as_dict(conversation.visitor_conns):
+            try:
+                site = Site.get(identity.site_id)
+            except DoesNotExist:
+                return identity
+            push(agent_connections(site), presence_frame(identity, "offline"))
+    return identity
+
+
+def push(connection_ids: Iterable[str], frame: Dict[str, Any]) -> List[str]:
+    """Deliver a frame to connections concurrently; drop those API Gateway says are gone."""
+    gone = delivery.post_many(connection_ids, frame)
+    for connection_id in gone:
+        log.info("connection %s is gone (410); dropping it", connection_id)
+        drop(connection_id)
+    return gone
+
+
+def heartbeat(connection_id: str) -> bool:
+    """A ping. Writes last-seen at most once per heartbeat interval; False if the connection is unknown."""
+    now = clock.now()
+    known = _known.get(connection_id)
+    if known is None:
+        record = _live_record(connection_id)
+        if record is None:
+            return False
+        known = _Known(_identity_of(record), record.last_seen)
+        _remember(connection_id, known.identity, known.last_seen)
+    if now - known.last_seen < settings().heartbeat_interval:
+        return True
+    try:
+        Connection(connection_id).update(
+            actions=[Connection.last_seen.set(now)],
+            condition=Connection.connection_id.exists(),
+        )
+    except UpdateError:
+        return False
+    known.last_seen = now
+    return True

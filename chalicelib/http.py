@@ -1,0 +1,99 @@
+"""REST adapters: JSON in, JSON out, a KefuError becomes a 4xx with its machine-readable code."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable, Dict, Optional
+
+from chalice import Response
+
+from chalicelib import conversations, delivery, messages, sessions
+from chalicelib.errors import KefuError, bad_request
+from chalicelib.tokens import from_authorization_header
+
+log = logging.getLogger("kefu.http")
+
+MAX_BODY_BYTES = 128 * 1024
+
+
+def event_headers(event: Dict[str, Any]) -> Dict[str, str]:
+    return event.get("headers") or {}
+
+
+def query_params(event: Dict[str, Any]) -> Dict[str, str]:
+    return event.get("queryStringParameters") or {}
+
+
+def note_websocket_endpoint(event: Dict[str, Any]) -> None:
+    context = event.get("requestContext") or {}
+    if context.get("domainName") and context.get("stage"):
+        delivery.remember_event_endpoint(context["domainName"], context["stage"])
+
+
+def _json_body(request: Any) -> Dict[str, Any]:
+    raw = request.raw_body or b""
+    if len(raw) > MAX_BODY_BYTES:
+        raise KefuError("body_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes", 413)
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise bad_request("invalid_json", "the body is not valid JSON")
+    if not isinstance(body, dict):
+        raise bad_request("invalid_body", "the body must be a JSON object")
+    return body
+
+
+def respond(request: Any, handler: Callable[..., Any], *args: Any) -> Response:
+    try:
+        result = handler(request, *args)
+        return Response(body=result, status_code=200, headers={"Content-Type": "application/json"})
+    except KefuError as exc:
+        return Response(body=exc.to_dict(), status_code=exc.status, headers={"Content-Type": "application/json"})
+    except Exception:
+        log.exception("request failed")
+        return Response(body={"code": "internal_error", "message": "something went wrong; retry"},
+                        status_code=500, headers={"Content-Type": "application/json"})
+
+
+def _header(request: Any, name: str) -> Optional[str]:
+    return request.headers.get(name) if request.headers else None
+
+
+def visitor_session(request: Any) -> Dict[str, Any]:
+    return sessions.visitor_session(_json_body(request), _header(request, "origin"))
+
+
+def agent_session(request: Any) -> Dict[str, Any]:
+    return sessions.agent_session(_json_body(request))
+
+
+def list_conversations(request: Any) -> Dict[str, Any]:
+    identity = from_authorization_header(_header(request, "authorization"))
+    include_closed = (request.query_params or {}).get("include_closed") == "true"
+    return {"conversations": conversations.list_for_agent(identity, include_closed)}
+
+
+def post_message(request: Any, conversation_id: str) -> Dict[str, Any]:
+    identity = from_authorization_header(_header(request, "authorization"))
+    body = _json_body(request)
+    body["conversation_id"] = conversation_id
+    return messages.send(identity, body)
+
+
+def _int_param(params: Dict[str, str], name: str, default: Optional[int]) -> Optional[int]:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise bad_request(f"invalid_{name}", f"{name} must be an integer")
+
+
+def get_messages(request: Any, conversation_id: str) -> Dict[str, Any]:
+    identity = from_authorization_header(_header(request, "authorization"))
+    params = request.query_params or {}
+    return messages.sync(identity, conversation_id, _int_param(params, "after_seq", 0),
+                         _int_param(params, "limit", None))

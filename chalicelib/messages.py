@@ -1,0 +1,265 @@
+"""Sending, syncing and reading messages: one code path for the WebSocket and REST.
+
+Per send (docs/dynamodb.md has the full table):
+  read   GetItem site (the agents' connection roster, to deliver to)   [+ GetItem connection on a cold function]
+  write1 PutItem message keyed by client_msg_id, if absent   -> a retry is found by key, stores nothing
+  write2 UpdateItem conversation ADD last_seq 1, if the sender may write there -> the next seq, atomically
+  write3 UpdateItem message SET seq                           -> visible to sync (the seq index is sparse)
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, List, Optional
+
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+
+from chalicelib import clock, connections, conversations, ids
+from chalicelib.config import settings
+from chalicelib.errors import KefuError, bad_request, conflict, forbidden, not_found, too_large
+from chalicelib.models import Conversation, Message, Site, as_dict
+from chalicelib.tokens import Identity
+
+_CLIENT_MSG_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+# A send that crashed between its writes leaves its message without a seq; a retry older
+# than this takes it over instead of answering "in progress".
+PENDING_TAKEOVER_SECONDS = 10
+
+
+def _check_send_fields(client_msg_id: Any, text: Any, attachment: Any) -> Optional[str]:
+    if not isinstance(client_msg_id, str) or not _CLIENT_MSG_ID.match(client_msg_id):
+        raise bad_request("invalid_client_msg_id", "client_msg_id: 1-64 letters, digits or _.:-")
+    if text is not None and not isinstance(text, str):
+        raise bad_request("invalid_text", "text must be a string")
+    if text is not None and len(text) > settings().max_text:
+        raise too_large("text_too_long", f"text is limited to {settings().max_text} characters")
+    if attachment is not None and not isinstance(attachment, dict):
+        raise bad_request("invalid_attachment", "attachment must be an object")
+    stripped = text.strip() if isinstance(text, str) else ""
+    if not stripped and attachment is None:
+        raise bad_request("empty_message", "a message needs text or an attachment")
+    return text if stripped else None
+
+
+def message_view(message: Message) -> Dict[str, Any]:
+    view: Dict[str, Any] = {
+        "conversation_id": message.conversation_id,
+        "seq": int(message.seq) if message.seq is not None else None,
+        "id": message.message_id,
+        "client_msg_id": message.client_msg_id,
+        "sender": {"role": message.sender_role, "id": message.sender_id},
+        "text": message.text,
+        "created_at": message.created_at,
+    }
+    if message.attachment:
+        view["attachment"] = _attachment_view(as_dict(message.attachment))
+    return view
+
+
+def _attachment_view(attachment: Dict[str, Any]) -> Dict[str, Any]:
+    from chalicelib import attachments  # oss2 only on the attachment path
+
+    return attachments.with_download_url(attachment)
+
+
+def ack_frame(message: Message, duplicate: bool = False) -> Dict[str, Any]:
+    frame = {
+        "type": "ack",
+        "conversation_id": message.conversation_id,
+        "client_msg_id": message.client_msg_id,
+        "seq": int(message.seq),
+        "id": message.message_id,
+        "created_at": message.created_at,
+    }
+    if duplicate:
+        frame["duplicate"] = True
+    return frame
+
+
+def send(identity: Identity, payload: Dict[str, Any], sender_connection: Optional[str] = None) -> Dict[str, Any]:
+    """Store a message and deliver it. Returns the ack frame (the original one for a retry)."""
+    conversation_id = payload.get("conversation_id")
+    conversations.check_access(identity, conversation_id)
+    client_msg_id = payload.get("client_msg_id")
+    text = _check_send_fields(client_msg_id, payload.get("text"), payload.get("attachment"))
+    attachment = None
+    if payload.get("attachment") is not None:
+        from chalicelib import attachments  # oss2 only on the attachment path
+
+        attachment = attachments.accept(identity, conversation_id, payload["attachment"])
+
+    message = Message(
+        conversation_id,
+        client_msg_id,
+        message_id=ids.sortable_id("msg"),
+        sender_role=identity.role,
+        sender_id=identity.subject,
+        text=text,
+        attachment=attachment,
+        created_at=int(clock.now() * 1000),
+    )
+    try:
+        message.save(condition=Message.client_msg_id.does_not_exist())
+    except PutError as exc:
+        if not _is_condition_failure(exc):
+            raise
+        message = Message.get(conversation_id, client_msg_id, consistent_read=True)
+        if (message.sender_role, message.sender_id) != (identity.role, identity.subject):
+            raise conflict("client_msg_id_conflict", "that client_msg_id belongs to another message")
+        if message.seq is not None:
+            return ack_frame(message, duplicate=True)
+        if clock.now() * 1000 - message.created_at < PENDING_TAKEOVER_SECONDS * 1000:
+            raise conflict("send_in_progress", "that message is still being stored; retry shortly")
+
+    conversation = _next_seq(identity, conversation_id, message)
+    seq = int(conversation.last_seq)
+    try:
+        message.update(actions=[Message.seq.set(seq)], condition=Message.seq.does_not_exist())
+    except UpdateError as exc:
+        if not _is_condition_failure(exc):
+            raise
+        # A concurrent retry of this same message won; answer with its seq.
+        message = Message.get(conversation_id, client_msg_id, consistent_read=True)
+        return ack_frame(message, duplicate=True)
+
+    site = Site.get(identity.site_id)
+    recipients = [c for c in _recipients(site, conversation) if c != sender_connection]
+    connections.push(recipients, {"type": "message", **message_view(message)})
+    if conversation.status == "queued" and not identity.is_agent:
+        _assign_if_possible(site, conversation)
+    return ack_frame(message)
+
+
+def _next_seq(identity: Identity, conversation_id: str, message: Message) -> Conversation:
+    conversation = Conversation(conversation_id)
+    condition = (
+        Conversation.conversation_id.exists()
+        & (Conversation.site_id == identity.site_id)
+        & (Conversation.status != "closed")
+    )
+    if not identity.is_agent:
+        condition &= Conversation.visitor_id == identity.subject
+    preview = (message.text or as_dict(message.attachment).get("name") or "")[:140]
+    try:
+        conversation.update(
+            actions=[
+                Conversation.last_seq.add(1),
+                Conversation.updated_at.set(message.created_at),
+                Conversation.last_text.set(preview),
+            ],
+            condition=condition,
+        )
+    except UpdateError as exc:
+        if not _is_condition_failure(exc):
+            raise
+        message.delete(condition=Message.seq.does_not_exist())
+        raise _why_refused(identity, conversation_id)
+    return conversation
+
+
+def _why_refused(identity: Identity, conversation_id: str) -> KefuError:
+    try:
+        conversation = Conversation.get(conversation_id)
+    except DoesNotExist:
+        return not_found("conversation_not_found", "no such conversation")
+    if conversation.site_id != identity.site_id:
+        return not_found("conversation_not_found", "no such conversation")
+    if conversation.status == "closed":
+        return conflict("conversation_closed", "the conversation is closed")
+    return forbidden("not_in_conversation", "you are not in that conversation")
+
+
+def _recipients(site: Site, conversation: Conversation) -> List[str]:
+    return list(as_dict(conversation.visitor_conns)) + connections.agent_connections(site)
+
+
+def _assign_if_possible(site: Site, conversation: Conversation) -> None:
+    agent_id = conversations.least_loaded_agent(site)
+    if agent_id is None:
+        return
+    try:
+        conversations._assign(site, conversation, agent_id, expect_status="queued")
+    except KefuError:
+        return
+    conversations._announce(site, conversation, "assigned")
+
+
+def sync(identity: Identity, conversation_id: Any, after_seq: Any, limit: Any = None) -> Dict[str, Any]:
+    """Messages after ``after_seq`` in seq order, one page; ``has_more`` says whether to ask again."""
+    if isinstance(after_seq, bool) or not isinstance(after_seq, int):
+        raise bad_request("invalid_after_seq", "after_seq must be an integer")
+    page = settings().sync_page
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= page:
+            raise bad_request("invalid_limit", f"limit must be an integer from 1 to {page}")
+        page = limit
+    conversation = conversations.load(identity, conversation_id)
+    last_seq = int(conversation.last_seq or 0)
+    if not 0 <= after_seq <= last_seq:
+        raise bad_request("seq_out_of_range", f"after_seq must be between 0 and {last_seq}")
+    found = list(
+        Message.seq_index.query(conversation_id, Message.seq > after_seq, limit=page + 1, consistent_read=True)
+    )
+    return {
+        "type": "messages",
+        "conversation_id": conversation_id,
+        "messages": [message_view(m) for m in found[:page]],
+        "has_more": len(found) > page,
+        "last_seq": last_seq,
+    }
+
+
+def mark_read(identity: Identity, conversation_id: Any, seq: Any,
+              sender_connection: Optional[str] = None) -> Dict[str, Any]:
+    """Move the caller's read mark forward to ``seq`` and send the other side a read receipt."""
+    conversations.check_access(identity, conversation_id)
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise bad_request("invalid_seq", "seq must be a non-negative integer")
+    mark = Conversation.agent_read_seq if identity.is_agent else Conversation.visitor_read_seq
+    condition = (
+        Conversation.conversation_id.exists()
+        & (Conversation.site_id == identity.site_id)
+        & (Conversation.last_seq >= seq)
+    )
+    if not identity.is_agent:
+        condition &= Conversation.visitor_id == identity.subject
+    conversation = Conversation(conversation_id)
+    try:
+        conversation.update(actions=[mark.set(seq)], condition=condition & (mark < seq))
+    except UpdateError as exc:
+        if not _is_condition_failure(exc):
+            raise
+        current = conversations.load(identity, conversation_id)
+        if seq > int(current.last_seq or 0):
+            raise bad_request("seq_out_of_range", f"seq must be at most {int(current.last_seq or 0)}")
+        return {"type": "read", "conversation_id": conversation_id, "seq": seq, "by": _who(identity)}
+    frame = {"type": "read", "conversation_id": conversation_id, "seq": seq, "by": _who(identity)}
+    _to_other_side(identity, conversation, frame, sender_connection)
+    return frame
+
+
+def typing(identity: Identity, conversation_id: Any, is_typing: Any, sender_connection: Optional[str]) -> None:
+    if not isinstance(is_typing, bool):
+        raise bad_request("invalid_is_typing", "is_typing must be true or false")
+    conversation = conversations.load(identity, conversation_id)
+    frame = {"type": "typing", "conversation_id": conversation_id, "is_typing": is_typing, "from": _who(identity)}
+    _to_other_side(identity, conversation, frame, sender_connection)
+
+
+def _who(identity: Identity) -> Dict[str, str]:
+    return {"role": identity.role, "id": identity.subject}
+
+
+def _to_other_side(identity: Identity, conversation: Conversation, frame: Dict[str, Any],
+                   sender_connection: Optional[str] = None) -> None:
+    if identity.is_agent:
+        targets = list(as_dict(conversation.visitor_conns))
+        # other agents watching the site see it too
+        targets += [c for c in connections.agent_connections(Site.get(identity.site_id)) if c != sender_connection]
+    else:
+        targets = connections.agent_connections(Site.get(identity.site_id))
+    connections.push(targets, frame)
+
+
+def _is_condition_failure(exc: Exception) -> bool:
+    cause = getattr(exc, "cause_response_code", None)
+    return cause == "ConditionalCheckFailedException" or "ConditionalCheckFailed" in str(exc)

@@ -1,0 +1,184 @@
+"""DynamoDB tables, defined once with pynamodb.
+
+These classes are the single definition of every table: the app reads and writes through them,
+the local stack creates its tables from them and ``infra/`` renders them into CloudFormation.
+Access patterns (all by key or index, never a Scan) are listed in docs/dynamodb.md.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Type
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, LocalSecondaryIndex
+from pynamodb.models import Model
+
+from chalicelib.config import settings
+
+
+def _meta(name: str) -> Type:
+    cfg = settings()
+
+    class Meta:
+        table_name = f"{cfg.table_prefix}{name}"
+        region = cfg.region
+        host = cfg.dynamodb_endpoint
+        billing_mode = "PAY_PER_REQUEST"
+        # A function holds connections open between invocations; keep retries short so a
+        # throttled call fails fast instead of eating the Lambda's time budget.
+        max_retry_attempts = 3
+
+    return Meta
+
+
+class Site(Model):
+    """A tenant. Also holds the live roster of its agents' connections (read once per message)."""
+
+    Meta = _meta("sites")
+    site_id = UnicodeAttribute(hash_key=True)
+    name = UnicodeAttribute()
+    allowed_origins = ListAttribute(of=UnicodeAttribute, default=list)
+    secret = UnicodeAttribute()
+    upload_max_bytes = NumberAttribute(null=True)
+    upload_types = ListAttribute(of=UnicodeAttribute, null=True)
+    created_at = NumberAttribute()
+    # connection id -> agent id, for every live agent connection of the site
+    agent_conns = MapAttribute(default=dict)
+    # agent id -> number of open conversations assigned to that agent
+    agent_load = MapAttribute(default=dict)
+
+
+class Agent(Model):
+    Meta = _meta("agents")
+    site_id = UnicodeAttribute(hash_key=True)
+    email = UnicodeAttribute(range_key=True)
+    agent_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    password_hash = UnicodeAttribute()
+    created_at = NumberAttribute()
+
+
+class Visitor(Model):
+    Meta = _meta("visitors")
+    site_id = UnicodeAttribute(hash_key=True)
+    visitor_id = UnicodeAttribute(range_key=True)
+    name = UnicodeAttribute(null=True)
+    attributes = MapAttribute(default=dict)
+    verified = BooleanAttribute(default=False)
+    conversation_id = UnicodeAttribute(null=True)
+    created_at = NumberAttribute()
+    last_seen_at = NumberAttribute()
+
+
+class SiteUpdatedIndex(GlobalSecondaryIndex):
+    """A site's conversations, most recently active first (agent console, queue)."""
+
+    class Meta:
+        index_name = "site-updated-index"
+        projection = AllProjection()
+
+    site_id = UnicodeAttribute(hash_key=True)
+    updated_at = NumberAttribute(range_key=True)
+
+
+class Conversation(Model):
+    Meta = _meta("conversations")
+    conversation_id = UnicodeAttribute(hash_key=True)
+    site_id = UnicodeAttribute()
+    visitor_id = UnicodeAttribute()
+    visitor_name = UnicodeAttribute(null=True)
+    visitor_attributes = MapAttribute(default=dict)
+    visitor_verified = BooleanAttribute(default=False)
+    status = UnicodeAttribute()  # queued | assigned | closed
+    agent_id = UnicodeAttribute(null=True)
+    last_seq = NumberAttribute(default=0)
+    last_text = UnicodeAttribute(null=True)
+    visitor_read_seq = NumberAttribute(default=0)
+    agent_read_seq = NumberAttribute(default=0)
+    # connection id -> connected-at, for every live connection of the visitor
+    visitor_conns = MapAttribute(default=dict)
+    current_page = MapAttribute(null=True)
+    pages = ListAttribute(default=list)
+    page_count = NumberAttribute(default=0)
+    created_at = NumberAttribute()
+    updated_at = NumberAttribute()
+    site_updated_index = SiteUpdatedIndex()
+
+
+class MessageSeqIndex(LocalSecondaryIndex):
+    """Messages in seq order. Sparse: a message appears once its seq is assigned."""
+
+    class Meta:
+        index_name = "seq-index"
+        projection = AllProjection()
+
+    conversation_id = UnicodeAttribute(hash_key=True)
+    seq = NumberAttribute(range_key=True)
+
+
+class Message(Model):
+    """Keyed by the client's message id, so a retried send finds its original by key."""
+
+    Meta = _meta("messages")
+    conversation_id = UnicodeAttribute(hash_key=True)
+    client_msg_id = UnicodeAttribute(range_key=True)
+    message_id = UnicodeAttribute()
+    seq = NumberAttribute(null=True)
+    sender_role = UnicodeAttribute()
+    sender_id = UnicodeAttribute()
+    text = UnicodeAttribute(null=True)
+    attachment = MapAttribute(null=True)
+    created_at = NumberAttribute()
+    seq_index = MessageSeqIndex()
+
+
+class LastSeenIndex(GlobalSecondaryIndex):
+    """Connections by heartbeat age, sharded so heartbeats spread over partitions."""
+
+    class Meta:
+        index_name = "last-seen-index"
+        projection = AllProjection()
+
+    sweep_shard = NumberAttribute(hash_key=True)
+    last_seen = NumberAttribute(range_key=True)
+
+
+class Connection(Model):
+    Meta = _meta("connections")
+    connection_id = UnicodeAttribute(hash_key=True)
+    role = UnicodeAttribute()  # visitor | agent
+    site_id = UnicodeAttribute()
+    subject = UnicodeAttribute()  # visitor id or agent id
+    conversation_id = UnicodeAttribute(null=True)  # a visitor's conversation
+    connected_at = NumberAttribute()
+    last_seen = NumberAttribute()
+    sweep_shard = NumberAttribute()
+    expires_at = NumberAttribute()  # DynamoDB TTL attribute
+    last_seen_index = LastSeenIndex()
+
+
+ALL_MODELS: List[Type[Model]] = [Site, Agent, Visitor, Conversation, Message, Connection]
+
+# The TTL attribute of each table that has one (DynamoDB TTL is set outside CreateTable).
+TTL_ATTRIBUTES: Dict[Type[Model], str] = {Connection: "expires_at"}
+
+
+def create_tables() -> None:
+    """Create every table that does not exist yet, and wait until each is active."""
+    for model in ALL_MODELS:
+        if not model.exists():
+            model.create_table(wait=True)
+
+
+def as_dict(value: object) -> Dict[str, object]:
+    """A raw map attribute's contents as a plain dict (an absent map is empty)."""
+    if value is None:
+        return {}
+    if isinstance(value, MapAttribute):
+        return value.as_dict()
+    return dict(value)  # type: ignore[call-overload]

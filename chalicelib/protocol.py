@@ -1,0 +1,199 @@
+"""The WebSocket protocol (docs/protocol.md): $connect, frames to actions, $disconnect.
+
+Replies go back through the Management API like any other push; every reply echoes the frame's
+``req``. Bad input gets an ``error`` frame with a stable code, and the connection stays open.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict, deque
+from typing import Any, Callable, Deque, Dict, Optional
+
+from chalicelib import connections, conversations, delivery, messages, tracking
+from chalicelib.config import settings
+from chalicelib.errors import KefuError, bad_request, forbidden, rate_limited, too_large
+from chalicelib.sites import check_origin, get_site
+from chalicelib.tokens import Identity, verify
+
+log = logging.getLogger("kefu.protocol")
+
+MAX_FRAME_BYTES = 128 * 1024  # API Gateway's WebSocket payload limit
+
+
+def _header(headers: Optional[Dict[str, str]], name: str) -> Optional[str]:
+    for key, value in (headers or {}).items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def connect(connection_id: str, query: Optional[Dict[str, str]], headers: Optional[Dict[str, str]]) -> int:
+    """$connect: the HTTP status for the handshake (2xx accepts it)."""
+    try:
+        identity = verify((query or {}).get("token"))
+        site = get_site(identity.site_id)
+        if identity.is_agent:
+            _check_console_origin(_header(headers, "origin"))
+        else:
+            check_origin(site, _header(headers, "origin"))
+        connections.register(connection_id, identity, site)
+    except KefuError as exc:
+        log.info("refused connection %s: %s", connection_id, exc.code)
+        return exc.status
+    if identity.is_agent:
+        conversations.assign_queued(site)
+    return 200
+
+
+def _check_console_origin(origin: Optional[str]) -> None:
+    allowed = settings().console_origins
+    if origin is None or "*" in allowed or origin.rstrip("/") in allowed:
+        return
+    raise forbidden("origin_not_allowed", "the agent console is not served from this origin")
+
+
+def disconnect(connection_id: str) -> None:
+    connections.drop(connection_id)
+
+
+_recent_sends: Dict[str, Deque[float]] = defaultdict(deque)
+
+
+def _check_rate(connection_id: str) -> None:
+    """Per-connection send rate, kept in the warm function (approximate across functions)."""
+    cfg = settings()
+    now = time.monotonic()
+    sent = _recent_sends[connection_id]
+    while sent and now - sent[0] > cfg.rate_window:
+        sent.popleft()
+    if len(sent) >= cfg.rate_limit:
+        raise rate_limited("rate_limited", f"at most {cfg.rate_limit} messages per {cfg.rate_window} s")
+    sent.append(now)
+
+
+def _agents_only(identity: Identity) -> None:
+    if not identity.is_agent:
+        raise forbidden("agents_only", "only agents can do that")
+
+
+def _send(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    _check_rate(connection_id)
+    return messages.send(identity, frame, sender_connection=connection_id)
+
+
+def _sync(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    return messages.sync(identity, frame.get("conversation_id"), frame.get("after_seq", 0), frame.get("limit"))
+
+
+def _read(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    return messages.mark_read(identity, frame.get("conversation_id"), frame.get("seq"), connection_id)
+
+
+def _typing(identity: Identity, frame: Dict[str, Any], connection_id: str) -> None:
+    messages.typing(identity, frame.get("conversation_id"), frame.get("is_typing", True), connection_id)
+
+
+def _ping(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    connections.heartbeat(connection_id)
+    return {"type": "pong", "time": int(time.time() * 1000)}
+
+
+def _page_view(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    tracking.page_view(identity, frame)
+    return {"type": "page_view_ok"}
+
+
+def _state(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    site = get_site(identity.site_id)
+    state: Dict[str, Any] = {"type": "state", "role": identity.role, "id": identity.subject,
+                             "agents_online": connections.online_agents(site)}
+    if identity.is_agent:
+        state["conversations"] = conversations.list_for_agent(identity)
+    else:
+        state["conversation"] = conversations.public_view(conversations.load(identity, identity.conversation_id))
+    return state
+
+
+def _list(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    include_closed = frame.get("include_closed", False)
+    if not isinstance(include_closed, bool):
+        raise bad_request("invalid_include_closed", "include_closed must be true or false")
+    return {"type": "conversations", "conversations": conversations.list_for_agent(identity, include_closed)}
+
+
+def _claim(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    _agents_only(identity)
+    return {"type": "conversation", "event": "assigned",
+            "conversation": conversations.claim(identity, frame.get("conversation_id"))}
+
+
+def _transfer(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    _agents_only(identity)
+    return {"type": "conversation", "event": "assigned",
+            "conversation": conversations.transfer(identity, frame.get("conversation_id"), frame.get("agent_id"))}
+
+
+def _close(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    _agents_only(identity)
+    return {"type": "conversation", "event": "closed",
+            "conversation": conversations.close(identity, frame.get("conversation_id"))}
+
+
+ACTIONS: Dict[str, Callable[[Identity, Dict[str, Any], str], Optional[Dict[str, Any]]]] = {
+    "send": _send,
+    "sync": _sync,
+    "read": _read,
+    "typing": _typing,
+    "ping": _ping,
+    "page_view": _page_view,
+    "state": _state,
+    "list": _list,
+    "claim": _claim,
+    "transfer": _transfer,
+    "close": _close,
+}
+
+
+def _parse(body: Any) -> Dict[str, Any]:
+    if not isinstance(body, str):
+        raise bad_request("invalid_frame", "a frame is a JSON object")
+    if len(body.encode()) > MAX_FRAME_BYTES:
+        raise too_large("frame_too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
+    try:
+        frame = json.loads(body)
+    except ValueError:
+        raise bad_request("invalid_json", "the frame is not valid JSON")
+    if not isinstance(frame, dict):
+        raise bad_request("invalid_frame", "a frame is a JSON object")
+    return frame
+
+
+def message(connection_id: str, body: Any) -> None:
+    """$default: run the frame's action and post the reply (or an error frame) to the sender."""
+    req: Any = None
+    try:
+        frame = _parse(body)
+        req = frame.get("req")
+        action = frame.get("action")
+        if action is None:
+            raise bad_request("missing_action", "a frame needs an action")
+        handler = ACTIONS.get(action) if isinstance(action, str) else None
+        if handler is None:
+            raise bad_request("unknown_action", f"unknown action; known: {', '.join(sorted(ACTIONS))}")
+        identity = connections.identify(connection_id)
+        if identity is None:
+            raise KefuError("connection_unknown", "this connection is not registered; reconnect", 410)
+        reply = handler(identity, frame, connection_id)
+    except KefuError as exc:
+        reply = {"type": "error", **exc.to_dict()}
+    except Exception:
+        log.exception("action failed on %s", connection_id)
+        reply = {"type": "error", "code": "internal_error", "message": "something went wrong; retry"}
+    if reply is None:
+        return
+    if req is not None:
+        reply["req"] = req
+    if not delivery.post(connection_id, reply):
+        connections.drop(connection_id)

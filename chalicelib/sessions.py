@@ -1,0 +1,104 @@
+"""Starting a session: a visitor arriving on a site's page, an agent logging in."""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Dict, Optional
+
+from pynamodb.exceptions import DoesNotExist
+
+from chalicelib import clock, connections, conversations, ids, tokens
+from chalicelib.config import settings
+from chalicelib.errors import bad_request, too_large, unauthorized
+from chalicelib.models import Agent, Visitor
+from chalicelib.passwords import dummy_hash, verify_password
+from chalicelib.sites import check_identity_hash, check_origin, get_site
+
+# Anonymous visitor ids are server-made and unguessable: holding one is the proof of being that visitor.
+_ANONYMOUS_ID = re.compile(r"^v_[A-Za-z0-9]{20,40}$")
+_USER_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+
+
+def _optional_str(body: Dict[str, Any], name: str, limit: int) -> Optional[str]:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise bad_request(f"invalid_{name}", f"{name} must be a string of at most {limit} characters")
+    return value
+
+
+def _attributes(body: Dict[str, Any]) -> Dict[str, Any]:
+    value = body.get("attributes")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise bad_request("invalid_attributes", "attributes must be an object")
+    if len(json.dumps(value, ensure_ascii=False).encode()) > settings().max_attributes_bytes:
+        raise too_large("attributes_too_large", f"attributes are limited to {settings().max_attributes_bytes} bytes of JSON")
+    return value
+
+
+def visitor_session(body: Dict[str, Any], origin: Optional[str]) -> Dict[str, Any]:
+    site = get_site(body.get("site_id"))
+    check_origin(site, origin)
+    name = _optional_str(body, "name", 100)
+    attributes = _attributes(body)
+    user_id = _optional_str(body, "user_id", 128)
+    claimed_visitor = _optional_str(body, "visitor_id", 64)
+    if user_id is not None:
+        if not _USER_ID.match(user_id):
+            raise bad_request("invalid_user_id", "user_id: 1-128 printable characters")
+        check_identity_hash(site, user_id, body.get("user_hash"))
+        visitor_id, verified = f"u_{user_id}", True
+    elif claimed_visitor is not None and _ANONYMOUS_ID.match(claimed_visitor):
+        visitor_id, verified = claimed_visitor, False
+    elif claimed_visitor is not None:
+        raise bad_request("invalid_visitor_id", "visitor_id must be one this server issued")
+    else:
+        visitor_id, verified = ids.random_id("v", 18), False
+
+    now = int(clock.now())
+    try:
+        visitor = Visitor.get(site.site_id, visitor_id)
+        actions = [Visitor.last_seen_at.set(now)]
+        if name is not None:
+            actions.append(Visitor.name.set(name))
+        if body.get("attributes") is not None:
+            actions.append(Visitor.attributes.set(attributes))
+        visitor.update(actions=actions)
+    except DoesNotExist:
+        visitor = Visitor(site.site_id, visitor_id, name=name, attributes=attributes,
+                          verified=verified, created_at=now, last_seen_at=now)
+        visitor.save()
+    conversation = conversations.open_for_visitor(site, visitor)
+    identity = tokens.Identity("visitor", site.site_id, visitor_id, conversation.conversation_id)
+    token, expires_at = tokens.issue(identity, settings().visitor_token_ttl)
+    return {
+        "token": token,
+        "visitor_id": visitor_id,
+        "conversation_id": conversation.conversation_id,
+        "expires_at": expires_at,
+        "site_name": site.name,
+        "agents_online": len(connections.online_agents(site)),
+        "last_seq": int(conversation.last_seq or 0),
+    }
+
+
+def agent_session(body: Dict[str, Any]) -> Dict[str, Any]:
+    site = get_site(body.get("site_id"))
+    email, password = body.get("email"), body.get("password")
+    if not isinstance(email, str) or not isinstance(password, str):
+        raise bad_request("missing_credentials", "email and password are required")
+    try:
+        agent = Agent.get(site.site_id, email.strip().lower())
+        valid = verify_password(password, agent.password_hash)
+    except DoesNotExist:
+        verify_password(password, dummy_hash())
+        valid = False
+    if not valid:
+        raise unauthorized("invalid_credentials", "wrong email or password")
+    identity = tokens.Identity("agent", site.site_id, agent.agent_id)
+    token, expires_at = tokens.issue(identity, settings().agent_token_ttl)
+    return {"token": token, "agent_id": agent.agent_id, "expires_at": expires_at,
+            "name": agent.name, "site_id": site.site_id, "site_name": site.name}

@@ -1,0 +1,99 @@
+"""Sites (tenants) and their agents: creation, secrets, identity verification, origins."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from typing import List, Optional
+
+from chalicelib import clock, ids
+from chalicelib.errors import bad_request, conflict, forbidden, not_found
+from chalicelib.models import Agent, Site
+from chalicelib.passwords import hash_password
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
+
+
+def get_site(site_id: str) -> Site:
+    if not isinstance(site_id, str) or not site_id or len(site_id) > 64:
+        raise bad_request("invalid_site_id", "site_id must be a non-empty string")
+    try:
+        return Site.get(site_id)
+    except Site.DoesNotExist:
+        raise not_found("site_not_found", "no such site")
+
+
+def create_site(name: str, allowed_origins: List[str], site_id: Optional[str] = None) -> Site:
+    site = Site(
+        site_id or ids.random_id("site", 9),
+        name=name,
+        allowed_origins=[o.rstrip("/") for o in allowed_origins],
+        secret=secrets.token_hex(32),
+        created_at=int(clock.now()),
+    )
+    site.save(condition=Site.site_id.does_not_exist())
+    return site
+
+
+def rotate_secret(site_id: str) -> str:
+    site = get_site(site_id)
+    secret = secrets.token_hex(32)
+    site.update(actions=[Site.secret.set(secret)])
+    return secret
+
+
+def create_agent(site_id: str, email: str, password: str, name: str) -> Agent:
+    get_site(site_id)
+    email = email.strip().lower()
+    if not _EMAIL.match(email):
+        raise bad_request("invalid_email", "not an email address")
+    if len(password) < 8:
+        raise bad_request("weak_password", "passwords need at least 8 characters")
+    agent = Agent(
+        site_id,
+        email,
+        agent_id=ids.random_id("agent", 9),
+        name=name,
+        password_hash=hash_password(password),
+        created_at=int(clock.now()),
+    )
+    try:
+        agent.save(condition=Agent.email.does_not_exist())
+    except Exception as exc:  # pynamodb PutError wrapping ConditionalCheckFailed
+        if "ConditionalCheckFailed" in str(exc):
+            raise conflict("agent_exists", "an agent with that email exists")
+        raise
+    return agent
+
+
+def identity_hash(secret: str, user_id: str) -> str:
+    """What a site's server computes for its logged-in user: hex HMAC-SHA256(secret, user_id)."""
+    return hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
+
+
+def check_identity_hash(site: Site, user_id: str, user_hash: Optional[str]) -> None:
+    if not isinstance(user_hash, str) or not user_hash:
+        raise forbidden("identity_hash_required", "a user_id needs its user_hash")
+    if not hmac.compare_digest(identity_hash(site.secret, user_id), user_hash.lower()):
+        raise forbidden("identity_hash_invalid", "user_hash does not match user_id")
+
+
+def check_origin(site: Site, origin: Optional[str]) -> None:
+    """Browsers always send Origin; a request without one is not from a browser page."""
+    if origin is None:
+        return
+    allowed = site.allowed_origins or []
+    if "*" in allowed or origin.rstrip("/") in allowed:
+        return
+    raise forbidden("origin_not_allowed", "this origin may not use the site's chat")
+
+
+def embed_snippet(site_id: str, script_url: str) -> str:
+    return (
+        "<script>\n"
+        "  window.Kefu=window.Kefu||function(){(Kefu.q=Kefu.q||[]).push(arguments)};\n"
+        f"  Kefu('boot', {{siteId: '{site_id}'}});\n"
+        "</script>\n"
+        f'<script async src="{script_url}" data-site-id="{site_id}"></script>'
+    )

@@ -1,0 +1,76 @@
+"""Signed, expiring bearer tokens for visitors and agents (JWT, HS256)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import jwt
+
+from chalicelib import clock
+from chalicelib.config import settings
+from chalicelib.errors import unauthorized
+
+ISSUER = "kefu"
+ROLES = ("visitor", "agent")
+
+
+@dataclass(frozen=True)
+class Identity:
+    role: str  # visitor | agent
+    site_id: str
+    subject: str  # visitor id or agent id
+    conversation_id: Optional[str] = None  # a visitor's own conversation
+
+    @property
+    def is_agent(self) -> bool:
+        return self.role == "agent"
+
+
+def issue(identity: Identity, ttl_seconds: int) -> tuple[str, int]:
+    """Return (token, expires_at epoch seconds)."""
+    issued = int(clock.now())
+    expires_at = issued + ttl_seconds
+    claims = {
+        "iss": ISSUER,
+        "role": identity.role,
+        "site": identity.site_id,
+        "sub": identity.subject,
+        "iat": issued,
+        "exp": expires_at,
+    }
+    if identity.conversation_id:
+        claims["cid"] = identity.conversation_id
+    return jwt.encode(claims, settings().token_secret, algorithm="HS256"), expires_at
+
+
+def verify(token: Optional[str]) -> Identity:
+    """Decode a token or raise a 401 KefuError saying why."""
+    if not token:
+        raise unauthorized("token_missing", "a token is required")
+    try:
+        claims = jwt.decode(
+            token,
+            settings().token_secret,
+            algorithms=["HS256"],
+            issuer=ISSUER,
+            options={"require": ["exp", "iat", "sub", "iss"]},
+            leeway=0,
+        )
+    except jwt.ExpiredSignatureError:
+        raise unauthorized("token_expired", "the token has expired")
+    except jwt.PyJWTError:
+        raise unauthorized("token_invalid", "the token is not valid")
+    if claims.get("role") not in ROLES or not isinstance(claims.get("site"), str):
+        raise unauthorized("token_invalid", "the token is not valid")
+    return Identity(
+        role=claims["role"],
+        site_id=claims["site"],
+        subject=claims["sub"],
+        conversation_id=claims.get("cid"),
+    )
+
+
+def from_authorization_header(header: Optional[str]) -> Identity:
+    if not header or not header.startswith("Bearer "):
+        raise unauthorized("token_missing", "send Authorization: Bearer <token>")
+    return verify(header[len("Bearer "):].strip())

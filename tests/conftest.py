@@ -1,0 +1,21 @@
+"""Shared test setup: a fake AWS environment, fresh moto tables per test, recorded pushes."""
+from __future__ import annotations
+
+import os
+
+# Before anything imports chalicelib: settings and pynamodb table names are read at import.
+os.environ.update({
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "KEFU_TABLE_PREFIX": "kefu-test-",
+    "KEFU_TOKEN_SECRET": "test-secret-0123456789abcdef0123456789",
+    "KEFU_WS_MANAGEMENT_ENDPOINT": "https://test.execute-api.us-east-1.amazonaws.com/dev",
+})
+for _name in ("KEFU_DYNAMODB_ENDPOINT",):
+    os.environ.pop(_name, None)
+
+pytest_plugins = ["tests.support"]

@@ -1,0 +1,164 @@
+"""Fixtures for unit tests: moto tables, a recording Management API, API Gateway-shaped events."""
+from __future__ import annotations
+
+import copy
+import json
+import pathlib
+import secrets
+import threading
+from typing import Any, Dict, List, Optional
+
+import pytest
+from moto import mock_aws
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "apigw-websocket"
+
+
+def recorded_event(kind: str) -> Dict[str, Any]:
+    return json.loads((FIXTURES / f"{kind}.json").read_text())
+
+
+def new_connection_id() -> str:
+    return secrets.token_urlsafe(11)[:15] + "="
+
+
+def connect_event(connection_id: str, token: Optional[str], origin: Optional[str] = None) -> Dict[str, Any]:
+    event = copy.deepcopy(recorded_event("connect"))
+    event["requestContext"]["connectionId"] = connection_id
+    if origin is not None:
+        event["headers"]["Origin"] = origin
+        event["multiValueHeaders"]["Origin"] = [origin]
+    if token is not None:
+        event["queryStringParameters"] = {"token": token}
+        event["multiValueQueryStringParameters"] = {"token": [token]}
+    return event
+
+
+def message_event(connection_id: str, body: Any) -> Dict[str, Any]:
+    event = copy.deepcopy(recorded_event("message"))
+    event["requestContext"]["connectionId"] = connection_id
+    event["requestContext"]["routeKey"] = "$default"
+    event["requestContext"]["messageId"] = secrets.token_urlsafe(11)[:15] + "="
+    event["body"] = body if isinstance(body, str) else json.dumps(body)
+    return event
+
+
+def disconnect_event(connection_id: str) -> Dict[str, Any]:
+    event = copy.deepcopy(recorded_event("disconnect"))
+    event["requestContext"]["connectionId"] = connection_id
+    return event
+
+
+class FakeManagementApi:
+    """Stands in for the apigatewaymanagementapi client: records frames, answers 410 for gone ids."""
+
+    class exceptions:
+        class GoneException(Exception):
+            pass
+
+    def __init__(self) -> None:
+        self.frames: Dict[str, List[Dict[str, Any]]] = {}
+        self.gone: set = set()
+        self.deleted: List[str] = []
+        self.lock = threading.Lock()
+
+    def post_to_connection(self, ConnectionId: str, Data: bytes) -> None:
+        if ConnectionId in self.gone:
+            raise self.exceptions.GoneException("410")
+        with self.lock:
+            self.frames.setdefault(ConnectionId, []).append(json.loads(Data))
+
+    def delete_connection(self, ConnectionId: str) -> None:
+        self.deleted.append(ConnectionId)
+        if ConnectionId in self.gone:
+            raise self.exceptions.GoneException("410")
+        self.gone.add(ConnectionId)
+
+    def take(self, connection_id: str) -> List[Dict[str, Any]]:
+        with self.lock:
+            return self.frames.pop(connection_id, [])
+
+    def of_type(self, connection_id: str, frame_type: str) -> List[Dict[str, Any]]:
+        return [f for f in self.frames.get(connection_id, []) if f.get("type") == frame_type]
+
+
+@pytest.fixture
+def aws():
+    from chalicelib import connections, delivery, protocol
+    from chalicelib.models import create_tables
+
+    with mock_aws():
+        create_tables()
+        connections.forget_cache()
+        protocol._recent_sends.clear()
+        yield
+
+
+@pytest.fixture
+def mgmt(monkeypatch):
+    from chalicelib import delivery
+
+    api = FakeManagementApi()
+    monkeypatch.setattr(delivery, "_client", lambda endpoint: api)
+    return api
+
+
+class Harness:
+    """Drives the app through its Lambda entry points, as API Gateway would."""
+
+    def __init__(self, mgmt: FakeManagementApi) -> None:
+        from chalice.test import Client
+
+        import app as app_module
+
+        self.app = app_module.app
+        self.client = Client(self.app)
+        self.mgmt = mgmt
+
+    def site(self, origins=("https://shop.example",)):
+        from chalicelib import sites
+
+        return sites.create_site("Shop", list(origins))
+
+    def agent(self, site_id: str, email: str = "ann@shop.example", password: str = "correct horse"):
+        from chalicelib import sites
+
+        sites.create_agent(site_id, email, password, email.split("@")[0].title())
+        return self.rest("POST", "/v1/agent/session",
+                         {"site_id": site_id, "email": email, "password": password}).json_body
+
+    def visitor(self, site_id: str, origin: str = "https://shop.example", **fields):
+        return self.rest("POST", "/v1/visitor/session", {"site_id": site_id, **fields},
+                         headers={"Origin": origin}).json_body
+
+    def rest(self, method: str, path: str, body: Any = None, token: Optional[str] = None,
+             headers: Optional[Dict[str, str]] = None):
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        if token:
+            all_headers["Authorization"] = f"Bearer {token}"
+        raw = body if isinstance(body, str) else (json.dumps(body) if body is not None else None)
+        return self.client.http.request(method, path, headers=all_headers, body=raw)
+
+    def connect(self, token: Optional[str], origin: Optional[str] = None) -> tuple:
+        connection_id = new_connection_id()
+        response = self.client.lambda_.invoke("ws_connect", connect_event(connection_id, token, origin))
+        return connection_id, response.payload["statusCode"]
+
+    def frame(self, connection_id: str, body: Any) -> List[Dict[str, Any]]:
+        """Send a frame; return the frames posted back to the sender by this invocation."""
+        self.mgmt.take(connection_id)
+        self.client.lambda_.invoke("ws_message", message_event(connection_id, body))
+        return self.mgmt.take(connection_id)
+
+    def reply(self, connection_id: str, body: Any) -> Dict[str, Any]:
+        replies = self.frame(connection_id, body)
+        assert len(replies) == 1, replies
+        return replies[0]
+
+    def disconnect(self, connection_id: str) -> None:
+        self.client.lambda_.invoke("ws_disconnect", disconnect_event(connection_id))
+
+
+@pytest.fixture
+def harness(aws, mgmt):
+    return Harness(mgmt)
