@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Optional
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib import clock, connections, ids
-from chalicelib.errors import bad_request, conflict, forbidden, not_found
+from chalicelib.errors import KefuError, bad_request, conflict, forbidden, not_found
 from chalicelib.models import Conversation, Site, Visitor, as_dict
 from chalicelib.tokens import Identity
 
@@ -122,13 +122,14 @@ def _assign(site: Site, conversation: Conversation, agent_id: str, expect_status
     site.update(actions=actions)
 
 
-def _announce(site: Site, conversation: Conversation, event: str) -> None:
+def _announce(site: Site, conversation: Conversation, event: str, exclude: Optional[str] = None) -> None:
+    """Tell the site's agents and the visitor; ``exclude`` is the caller, who gets the reply instead."""
     frame = {"type": "conversation", "event": event, "conversation": public_view(conversation)}
     targets = connections.agent_connections(site) + list(as_dict(conversation.visitor_conns))
-    connections.push(targets, frame)
+    connections.push([t for t in targets if t != exclude], frame)
 
 
-def claim(identity: Identity, conversation_id: Any) -> Dict[str, Any]:
+def claim(identity: Identity, conversation_id: Any, sender_connection: Optional[str] = None) -> Dict[str, Any]:
     conversation = _agent_load(identity, conversation_id)
     if conversation.status == "closed":
         raise conflict("conversation_closed", "the conversation is closed")
@@ -137,11 +138,12 @@ def claim(identity: Identity, conversation_id: Any) -> Dict[str, Any]:
     site = Site.get(identity.site_id)
     _assign(site, conversation, identity.subject, expect_status=conversation.status,
             expect_agent=conversation.agent_id)
-    _announce(site, conversation, "assigned")
+    _announce(site, conversation, "assigned", exclude=sender_connection)
     return public_view(conversation)
 
 
-def transfer(identity: Identity, conversation_id: Any, to_agent_id: Any) -> Dict[str, Any]:
+def transfer(identity: Identity, conversation_id: Any, to_agent_id: Any,
+             sender_connection: Optional[str] = None) -> Dict[str, Any]:
     if not isinstance(to_agent_id, str) or not to_agent_id:
         raise bad_request("invalid_agent_id", "agent_id must be a string")
     conversation = _agent_load(identity, conversation_id)
@@ -152,11 +154,11 @@ def transfer(identity: Identity, conversation_id: Any, to_agent_id: Any) -> Dict
         raise conflict("agent_not_online", "that agent is not online")
     _assign(site, conversation, to_agent_id, expect_status=conversation.status,
             expect_agent=conversation.agent_id)
-    _announce(site, conversation, "assigned")
+    _announce(site, conversation, "assigned", exclude=sender_connection)
     return public_view(conversation)
 
 
-def close(identity: Identity, conversation_id: Any) -> Dict[str, Any]:
+def close(identity: Identity, conversation_id: Any, sender_connection: Optional[str] = None) -> Dict[str, Any]:
     conversation = _agent_load(identity, conversation_id)
     if conversation.status == "closed":
         return public_view(conversation)
@@ -172,7 +174,7 @@ def close(identity: Identity, conversation_id: Any) -> Dict[str, Any]:
     site = Site.get(identity.site_id)
     if previous_agent:
         site.update(actions=[_load_delta(previous_agent, -1)])
-    _announce(site, conversation, "closed")
+    _announce(site, conversation, "closed", exclude=sender_connection)
     return public_view(conversation)
 
 
@@ -198,6 +200,18 @@ def requeue(site: Site, conversation: Conversation) -> bool:
             pass
     _announce(site, conversation, "queued")
     return True
+
+
+def assign_if_possible(site: Site, conversation: Conversation) -> None:
+    """A queued conversation goes to the least-loaded online agent, if any is online."""
+    agent_id = least_loaded_agent(site)
+    if agent_id is None:
+        return
+    try:
+        _assign(site, conversation, agent_id, expect_status="queued")
+    except KefuError:
+        return
+    _announce(site, conversation, "assigned")
 
 
 def assign_queued(site: Site) -> int:

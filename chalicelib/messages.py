@@ -125,7 +125,7 @@ def send(identity: Identity, payload: Dict[str, Any], sender_connection: Optiona
     recipients = [c for c in _recipients(site, conversation) if c != sender_connection]
     connections.push(recipients, {"type": "message", **message_view(message)})
     if conversation.status == "queued" and not identity.is_agent:
-        _assign_if_possible(site, conversation)
+        conversations.assign_if_possible(site, conversation)
     return ack_frame(message)
 
 
@@ -170,17 +170,6 @@ def _why_refused(identity: Identity, conversation_id: str) -> KefuError:
 
 def _recipients(site: Site, conversation: Conversation) -> List[str]:
     return list(as_dict(conversation.visitor_conns)) + connections.agent_connections(site)
-
-
-def _assign_if_possible(site: Site, conversation: Conversation) -> None:
-    agent_id = conversations.least_loaded_agent(site)
-    if agent_id is None:
-        return
-    try:
-        conversations._assign(site, conversation, agent_id, expect_status="queued")
-    except KefuError:
-        return
-    conversations._announce(site, conversation, "assigned")
 
 
 def sync(identity: Identity, conversation_id: Any, after_seq: Any, limit: Any = None) -> Dict[str, Any]:

@@ -126,19 +126,20 @@ def _list(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict
 def _claim(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
     _agents_only(identity)
     return {"type": "conversation", "event": "assigned",
-            "conversation": conversations.claim(identity, frame.get("conversation_id"))}
+            "conversation": conversations.claim(identity, frame.get("conversation_id"), connection_id)}
 
 
 def _transfer(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
     _agents_only(identity)
     return {"type": "conversation", "event": "assigned",
-            "conversation": conversations.transfer(identity, frame.get("conversation_id"), frame.get("agent_id"))}
+            "conversation": conversations.transfer(identity, frame.get("conversation_id"), frame.get("agent_id"),
+                                                           connection_id)}
 
 
 def _close(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
     _agents_only(identity)
     return {"type": "conversation", "event": "closed",
-            "conversation": conversations.close(identity, frame.get("conversation_id"))}
+            "conversation": conversations.close(identity, frame.get("conversation_id"), connection_id)}
 
 
 ACTIONS: Dict[str, Callable[[Identity, Dict[str, Any], str], Optional[Dict[str, Any]]]] = {

@@ -1,0 +1,155 @@
+"""Ordering, idempotency, catch-up and 410 handling: the promises the product is sold on."""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+from botocore.stub import Stubber
+
+from chalicelib import delivery
+from chalicelib.models import Connection, Message
+
+
+def _send(harness, conn, cid, cmid, text="x"):
+    reply = harness.reply(conn, {"action": "send", "conversation_id": cid, "client_msg_id": cmid, "text": text})
+    assert reply["type"] == "ack", reply
+    return reply
+
+
+def test_concurrent_senders_get_gap_free_ordered_seqs(harness):
+    site = harness.site()
+    agent = harness.agent(site.site_id)
+    agent_conn, _ = harness.connect(agent["token"])
+    visitor = harness.visitor(site.site_id)
+    visitor_conn, _ = harness.connect(visitor["token"])
+    cid = visitor["conversation_id"]
+    from tests.support import message_event
+
+    def fire(i):
+        conn = agent_conn if i % 2 else visitor_conn
+        harness.client.lambda_.invoke("ws_message", message_event(
+            conn, {"action": "send", "conversation_id": cid, "client_msg_id": f"m{i}", "text": str(i)}))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(fire, range(40)))
+    acks = harness.mgmt.of_type(agent_conn, "ack") + harness.mgmt.of_type(visitor_conn, "ack")
+    assert sorted(a["seq"] for a in acks) == list(range(1, 41))
+    page = harness.reply(visitor_conn, {"action": "sync", "conversation_id": cid, "after_seq": 0, "limit": 50})
+    assert [m["seq"] for m in page["messages"]] == list(range(1, 41))
+    assert sorted(m["client_msg_id"] for m in page["messages"]) == sorted(f"m{i}" for i in range(40))
+
+
+def test_retried_client_msg_id_is_stored_once_and_gets_the_original_ack(harness):
+    site = harness.site()
+    agent = harness.agent(site.site_id)
+    agent_conn, _ = harness.connect(agent["token"])
+    visitor = harness.visitor(site.site_id)
+    conn, _ = harness.connect(visitor["token"])
+    cid = visitor["conversation_id"]
+    first = _send(harness, conn, cid, "same", "hello")
+    harness.mgmt.take(agent_conn)
+    again = _send(harness, conn, cid, "same", "hello")
+    assert again["duplicate"] is True
+    assert (again["seq"], again["id"], again["created_at"]) == (first["seq"], first["id"], first["created_at"])
+    assert harness.mgmt.of_type(agent_conn, "message") == []  # not delivered twice
+    assert Message.count(cid) == 1
+    assert _send(harness, conn, cid, "next")["seq"] == 2  # no seq was burned by the retry
+
+
+def test_concurrent_retries_of_one_message_store_it_once(harness):
+    site = harness.site()
+    visitor = harness.visitor(site.site_id)
+    conn, _ = harness.connect(visitor["token"])
+    cid = visitor["conversation_id"]
+    from tests.support import message_event
+
+    frame = {"action": "send", "conversation_id": cid, "client_msg_id": "dup", "text": "once"}
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(lambda _: harness.client.lambda_.invoke("ws_message", message_event(conn, frame)), range(6)))
+    replies = harness.mgmt.take(conn)
+    assert {r["type"] for r in replies} <= {"ack", "error"}
+    assert {r["seq"] for r in replies if r["type"] == "ack"} == {1}
+    assert all(r["code"] == "send_in_progress" for r in replies if r["type"] == "error")
+    assert Message.count(cid) == 1
+    assert _send(harness, conn, cid, "after")["seq"] == 2
+
+
+def test_sync_after_outage_returns_exactly_the_missed_messages(harness):
+    site = harness.site()
+    agent = harness.agent(site.site_id)
+    agent_conn, _ = harness.connect(agent["token"])
+    visitor = harness.visitor(site.site_id)
+    conn, _ = harness.connect(visitor["token"])
+    cid = visitor["conversation_id"]
+    for i in range(3):
+        _send(harness, conn, cid, f"before{i}")
+    seen = 3
+    harness.disconnect(conn)  # the visitor's network drops
+    for i in range(120):  # more than two sync pages, sent through REST (no per-socket rate limit)
+        response = harness.rest("POST", f"/v1/conversations/{cid}/messages",
+                                {"client_msg_id": f"a{i}", "text": f"missed {i}"}, token=agent["token"])
+        assert response.status_code == 200
+    conn, _ = harness.connect(visitor["token"])
+    got, after = [], seen
+    while True:
+        page = harness.reply(conn, {"action": "sync", "conversation_id": cid, "after_seq": after})
+        got += page["messages"]
+        if not page["has_more"]:
+            break
+        after = page["messages"][-1]["seq"]
+    assert [m["text"] for m in got] == [f"missed {i}" for i in range(120)]
+    assert [m["seq"] for m in got] == list(range(4, 124))
+
+
+def test_gone_connection_is_removed_and_message_still_stored(harness):
+    site = harness.site()
+    agent = harness.agent(site.site_id)
+    dead_agent_conn, _ = harness.connect(agent["token"])
+    live_agent_conn, _ = harness.connect(agent["token"])
+    visitor = harness.visitor(site.site_id)
+    conn, _ = harness.connect(visitor["token"])
+    harness.mgmt.gone.add(dead_agent_conn)
+    ack = _send(harness, conn, visitor["conversation_id"], "c1", "anyone?")
+    assert ack["seq"] == 1
+    assert harness.mgmt.of_type(live_agent_conn, "message")[-1]["text"] == "anyone?"
+    assert Connection.count(dead_agent_conn) == 0  # the stale one, not the sender
+    assert Connection.count(conn) == 1
+    from chalicelib.models import Site, as_dict
+
+    roster = as_dict(Site.get(site.site_id).agent_conns)
+    assert dead_agent_conn not in roster and live_agent_conn in roster
+    assert Message.count(visitor["conversation_id"]) == 1
+
+
+def test_real_boto3_client_410_is_reported_as_gone(monkeypatch):
+    """The real Management API client, its 410 stubbed with botocore's Stubber."""
+    client = boto3.client("apigatewaymanagementapi", endpoint_url="https://x.execute-api.us-east-1.amazonaws.com/dev",
+                          region_name="us-east-1")
+    stubber = Stubber(client)
+    stubber.add_client_error("post_to_connection", service_error_code="GoneException", http_status_code=410)
+    stubber.add_response("post_to_connection", {})
+    monkeypatch.setattr(delivery, "_client", lambda endpoint: client)
+    with stubber:
+        assert delivery.post("gone=", {"type": "pong"}) is False
+        assert delivery.post("alive=", {"type": "pong"}) is True
+    stubber.assert_no_pending_responses()
+
+
+def test_recipients_are_posted_concurrently(harness, monkeypatch):
+    site = harness.site()
+    agent = harness.agent(site.site_id)
+    agent_conns = [harness.connect(agent["token"])[0] for _ in range(4)]
+    visitor = harness.visitor(site.site_id)
+    conn, _ = harness.connect(visitor["token"])
+    barrier = threading.Barrier(4, timeout=5)
+    original = harness.mgmt.post_to_connection
+
+    def post(ConnectionId, Data):
+        if ConnectionId in agent_conns:
+            barrier.wait()  # only passes if all four posts are in flight at once
+        original(ConnectionId, Data)
+
+    monkeypatch.setattr(harness.mgmt, "post_to_connection", post)
+    _send(harness, conn, visitor["conversation_id"], "c1", "to all")
+    assert all(harness.mgmt.of_type(c, "message") for c in agent_conns)
