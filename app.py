@@ -1,7 +1,8 @@
 """Kefu: the routing table. Every handler is one line of wiring into chalicelib/."""
-from chalice import Chalice, Response
+from chalice import Chalice, Rate, Response
 
-from chalicelib import http, protocol
+from chalicelib import http, protocol, sweep
+from chalicelib.config import settings
 
 app = Chalice(app_name="kefu")
 
@@ -46,3 +47,9 @@ def post_message(conversation_id):
 @app.route("/v1/conversations/{conversation_id}/messages", methods=["GET"], cors=True)
 def get_messages(conversation_id):
     return http.respond(app.current_request, http.get_messages, conversation_id)
+
+
+# CloudWatch schedules go down to one minute; the local stack runs it every KEFU_SWEEP_INTERVAL seconds.
+@app.schedule(Rate(max(1, settings().sweep_interval // 60), unit=Rate.MINUTES))
+def heartbeat_sweep(event):
+    sweep.sweep(getattr(event.context, "get_remaining_time_in_millis", None))

@@ -11,7 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional
 
-from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
 
 from chalicelib import clock, delivery
 from chalicelib.config import settings
@@ -126,10 +126,20 @@ def online_agents(site: Site) -> List[str]:
     return sorted(set(as_dict(site.agent_conns).values()))
 
 
-def drop(connection_id: str, identity: Optional[Identity] = None) -> Optional[Identity]:
+@dataclass
+class Dropped:
+    identity: Identity
+    agent_offline: bool = False  # the agent's last connection went with it
+    site: Optional[Site] = None
+
+
+def drop(connection_id: str, identity: Optional[Identity] = None,
+         silent_since: Optional[float] = None) -> Optional[Dropped]:
     """Forget a connection everywhere: its record, its roster entry, and tell the other side.
 
     Used by $disconnect, by a 410 on delivery and by the heartbeat sweep; safe to repeat.
+    With ``silent_since`` the record is only deleted if its last heartbeat is older than that,
+    so a connection that pinged meanwhile survives (returns None).
     """
     if identity is None:
         known = _known.get(connection_id)
@@ -140,8 +150,15 @@ def drop(connection_id: str, identity: Optional[Identity] = None) -> Optional[Id
                 identity = _identity_of(Connection.get(connection_id, consistent_read=True))
             except DoesNotExist:
                 return None
+    if silent_since is not None:
+        try:
+            Connection(connection_id).delete(condition=Connection.last_seen < silent_since)
+        except DeleteError:
+            return None  # it pinged after the sweep looked, or is already gone
+    else:
+        Connection(connection_id).delete()
     _known.pop(connection_id, None)
-    Connection(connection_id).delete()
+    dropped = Dropped(identity)
     if identity.is_agent:
         site = Site(identity.site_id)
         try:
@@ -150,8 +167,10 @@ def drop(connection_id: str, identity: Optional[Identity] = None) -> Optional[Id
                 condition=Site.site_id.exists(),
             )
         except UpdateError:
-            return identity
+            return dropped
+        dropped.site = site
         if identity.subject not in set(as_dict(site.agent_conns).values()):
+            dropped.agent_offline = True
             push(agent_connections(site), presence_frame(identity, "offline"))
     else:
         conversation = Conversation(identity.conversation_id)
@@ -161,14 +180,15 @@ def drop(connection_id: str, identity: Optional[Identity] = None) -> Optional[Id
                 condition=Conversation.conversation_id.exists(),
             )
         except UpdateError:
-            return identity
+            return dropped
         if not as_dict(conversation.visitor_conns):
             try:
                 site = Site.get(identity.site_id)
             except DoesNotExist:
-                return identity
+                return dropped
+            dropped.site = site
             push(agent_connections(site), presence_frame(identity, "offline"))
-    return identity
+    return dropped
 
 
 def push(connection_ids: Iterable[str], frame: Dict[str, Any]) -> List[str]:

@@ -196,7 +196,7 @@ def requeue(site: Site, conversation: Conversation) -> bool:
             _assign(site, conversation, replacement, expect_status="queued")
             _announce(site, conversation, "assigned")
             return True
-        except Exception:
+        except KefuError:
             pass
     _announce(site, conversation, "queued")
     return True
