@@ -43,3 +43,8 @@ def too_large(code: str, message: str) -> KefuError:
 
 def rate_limited(code: str, message: str) -> KefuError:
     return KefuError(code, message, 429)
+
+
+def is_condition_failure(exc: Exception) -> bool:
+    """A pynamodb write error caused by its ConditionExpression (not a fault)."""
+    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"

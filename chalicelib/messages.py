@@ -15,7 +15,7 @@ from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from chalicelib import clock, connections, conversations, ids
 from chalicelib.config import settings
-from chalicelib.errors import KefuError, bad_request, conflict, forbidden, not_found, too_large
+from chalicelib.errors import KefuError, is_condition_failure, bad_request, conflict, forbidden, not_found, too_large
 from chalicelib.models import Conversation, Message, Site, as_dict
 from chalicelib.tokens import Identity
 
@@ -100,7 +100,7 @@ def send(identity: Identity, payload: Dict[str, Any], sender_connection: Optiona
     try:
         message.save(condition=Message.client_msg_id.does_not_exist())
     except PutError as exc:
-        if not _is_condition_failure(exc):
+        if not is_condition_failure(exc):
             raise
         message = Message.get(conversation_id, client_msg_id, consistent_read=True)
         if (message.sender_role, message.sender_id) != (identity.role, identity.subject):
@@ -115,7 +115,7 @@ def send(identity: Identity, payload: Dict[str, Any], sender_connection: Optiona
     try:
         message.update(actions=[Message.seq.set(seq)], condition=Message.seq.does_not_exist())
     except UpdateError as exc:
-        if not _is_condition_failure(exc):
+        if not is_condition_failure(exc):
             raise
         # A concurrent retry of this same message won; answer with its seq.
         message = Message.get(conversation_id, client_msg_id, consistent_read=True)
@@ -149,7 +149,7 @@ def _next_seq(identity: Identity, conversation_id: str, message: Message) -> Con
             condition=condition,
         )
     except UpdateError as exc:
-        if not _is_condition_failure(exc):
+        if not is_condition_failure(exc):
             raise
         message.delete(condition=Message.seq.does_not_exist())
         raise _why_refused(identity, conversation_id)
@@ -215,7 +215,7 @@ def mark_read(identity: Identity, conversation_id: Any, seq: Any,
     try:
         conversation.update(actions=[mark.set(seq)], condition=condition & (mark < seq))
     except UpdateError as exc:
-        if not _is_condition_failure(exc):
+        if not is_condition_failure(exc):
             raise
         current = conversations.load(identity, conversation_id)
         if seq > int(current.last_seq or 0):
@@ -247,8 +247,3 @@ def _to_other_side(identity: Identity, conversation: Conversation, frame: Dict[s
     else:
         targets = connections.agent_connections(Site.get(identity.site_id))
     connections.push(targets, frame)
-
-
-def _is_condition_failure(exc: Exception) -> bool:
-    cause = getattr(exc, "cause_response_code", None)
-    return cause == "ConditionalCheckFailedException" or "ConditionalCheckFailed" in str(exc)

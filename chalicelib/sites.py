@@ -7,7 +7,10 @@ import re
 import secrets
 from typing import List, Optional
 
+from pynamodb.exceptions import PutError
+
 from chalicelib import clock, ids
+from chalicelib.errors import is_condition_failure
 from chalicelib.errors import bad_request, conflict, forbidden, not_found
 from chalicelib.models import Agent, Site
 from chalicelib.passwords import hash_password
@@ -32,7 +35,12 @@ def create_site(name: str, allowed_origins: List[str], site_id: Optional[str] = 
         secret=secrets.token_hex(32),
         created_at=int(clock.now()),
     )
-    site.save(condition=Site.site_id.does_not_exist())
+    try:
+        site.save(condition=Site.site_id.does_not_exist())
+    except PutError as exc:
+        if is_condition_failure(exc):
+            raise conflict("site_exists", "a site with that id exists")
+        raise
     return site
 
 
@@ -60,8 +68,8 @@ def create_agent(site_id: str, email: str, password: str, name: str) -> Agent:
     )
     try:
         agent.save(condition=Agent.email.does_not_exist())
-    except Exception as exc:  # pynamodb PutError wrapping ConditionalCheckFailed
-        if "ConditionalCheckFailed" in str(exc):
+    except PutError as exc:
+        if is_condition_failure(exc):
             raise conflict("agent_exists", "an agent with that email exists")
         raise
     return agent
