@@ -129,3 +129,15 @@ def test_expired_record_treated_as_absent(harness, timeline):
     assert connections.identify(visitor_conn) is None
     assert reply["type"] == "error" and reply["code"] == "connection_unknown"
     assert Connection.get(visitor_conn).last_seen < clock.now() - settings().connection_ttl
+
+
+def test_sweep_reads_track_stale_connections_not_live_ones(harness, timeline):
+    from bench.sweep_reads import seed_connections
+
+    now = clock.now()
+    seed_connections(live=300, stale=7, now=now)
+    with counting() as calls:
+        report = sweep.sweep()
+    assert report.dropped == 7
+    assert calls.scans == 0
+    assert calls.items_read == 7  # the index returned the stale ones only
