@@ -84,9 +84,11 @@ class FakeManagementApi:
 
 @pytest.fixture
 def aws():
-    from chalicelib import connections, delivery, protocol
+    from chalicelib import connections, protocol
     from chalicelib.models import create_tables
+    from local import atomic_moto
 
+    atomic_moto.install()
     with mock_aws():
         create_tables()
         connections.forget_cache()
