@@ -49,6 +49,16 @@ def get_messages(conversation_id):
     return http.respond(app.current_request, http.get_messages, conversation_id)
 
 
+@app.route("/v1/uploads", methods=["POST"], cors=True)
+def create_upload():
+    return http.respond(app.current_request, http.create_upload)
+
+
+@app.route("/v1/conversations/{conversation_id}/attachments/url", methods=["GET"], cors=True)
+def attachment_url(conversation_id):
+    return http.respond(app.current_request, http.attachment_url, conversation_id)
+
+
 # CloudWatch schedules go down to one minute; the local stack runs it every KEFU_SWEEP_INTERVAL seconds.
 @app.schedule(Rate(max(1, settings().sweep_interval // 60), unit=Rate.MINUTES))
 def heartbeat_sweep(event):

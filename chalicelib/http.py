@@ -97,3 +97,17 @@ def get_messages(request: Any, conversation_id: str) -> Dict[str, Any]:
     params = request.query_params or {}
     return messages.sync(identity, conversation_id, _int_param(params, "after_seq", 0),
                          _int_param(params, "limit", None))
+
+
+def create_upload(request: Any) -> Dict[str, Any]:
+    from chalicelib import attachments  # oss2 and the STS SDK only on this path
+
+    identity = from_authorization_header(_header(request, "authorization"))
+    return attachments.grant(identity, _json_body(request))
+
+
+def attachment_url(request: Any, conversation_id: str) -> Dict[str, Any]:
+    from chalicelib import attachments
+
+    identity = from_authorization_header(_header(request, "authorization"))
+    return attachments.download_url(identity, conversation_id, (request.query_params or {}).get("key"))
