@@ -108,7 +108,7 @@ def _page_view(identity: Identity, frame: Dict[str, Any], connection_id: str) ->
 def _state(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
     site = get_site(identity.site_id)
     state: Dict[str, Any] = {"type": "state", "role": identity.role, "id": identity.subject,
-                             "agents_online": connections.online_agents(site)}
+                             "connection_id": connection_id, "agents_online": connections.online_agents(site)}
     if identity.is_agent:
         state["conversations"] = conversations.list_for_agent(identity)
     else:
