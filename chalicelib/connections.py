@@ -200,6 +200,13 @@ def push(connection_ids: Iterable[str], frame: Dict[str, Any]) -> List[str]:
     return gone
 
 
+def heartbeat_write_interval() -> float:
+    """How often a ping may write last-seen: the configured interval, but never so rarely that
+    a connection pinging steadily could look stale to the sweep."""
+    cfg = settings()
+    return min(cfg.heartbeat_interval, cfg.heartbeat_timeout / 3)
+
+
 def heartbeat(connection_id: str) -> bool:
     """A ping. Writes last-seen at most once per heartbeat interval; False if the connection is unknown."""
     now = clock.now()
@@ -210,7 +217,7 @@ def heartbeat(connection_id: str) -> bool:
             return False
         known = _Known(_identity_of(record), record.last_seen)
         _remember(connection_id, known.identity, known.last_seen)
-    if now - known.last_seen < settings().heartbeat_interval:
+    if now - known.last_seen < heartbeat_write_interval():
         return True
     try:
         Connection(connection_id).update(
