@@ -1,10 +1,13 @@
 """Kefu: the routing table. Every handler is one line of wiring into chalicelib/."""
+import logging
+
 from chalice import Chalice, Rate, Response
 
 from chalicelib import http, protocol, sweep
 from chalicelib.config import settings
 
 app = Chalice(app_name="kefu")
+app.log.setLevel(logging.INFO)  # chalicelib logs under "kefu.*": drops, sweeps, failures
 
 
 @app.on_ws_connect()

@@ -48,7 +48,7 @@ def sweep(time_left_ms: Optional[Callable[[], int]] = None, margin_ms: int = 300
                 return report
             report.examined += 1
             _sweep_one(record, cutoff, report)
-    log.info("sweep done: %s", report.as_dict())
+    (log.info if report.examined else log.debug)("sweep done: %s", report.as_dict())
     return report
 
 

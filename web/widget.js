@@ -1,0 +1,1 @@
+/* Kefu widget: placeholder until the widget issue. */
