@@ -111,10 +111,7 @@ class Stack:
         return f"http://{self.options.host}:{port}"
 
     def _start_upload_standins(self) -> Any:
-        try:
-            from local.oss_standin import start_standins
-        except ImportError:  # TODO(uploads): remove once the stand-ins land
-            return type("NoStandins", (), {"oss_endpoint": "", "sts_endpoint": ""})()
+        from local.oss_standin import start_standins
 
         storage = self.options.data_dir or tempfile.mkdtemp(prefix="kefu-oss-")
         secret = secrets.token_hex(16)

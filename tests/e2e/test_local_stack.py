@@ -139,3 +139,54 @@ def test_one_log_line_per_invocation(stack):
     wait_until(lambda: any("$disconnect" in line for line in stack.lines))
     assert any("$default" in line and "ms" in line for line in stack.lines)
     assert any("POST /v1/visitor/session" in line for line in stack.lines)
+
+
+def test_visitor_uploads_an_image_and_the_agent_gets_a_signed_link(stack):
+    agent, agent_ws, visitor, visitor_ws = _pair(stack)
+    cid = visitor["conversation_id"]
+    image = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+    grant = stack.rest("POST", "/v1/uploads", token=visitor["token"], json={
+        "conversation_id": cid, "file_name": "cat picture.png", "content_type": "image/png", "size": len(image)})
+    assert grant.status_code == 200, grant.text
+    grant = grant.json()
+    upload = requests.post(grant["url"], data=grant["fields"],
+                           files={"file": ("cat.png", image, "image/png")}, timeout=10)
+    assert upload.status_code == 201, upload.text
+    ack = visitor_ws.request({"action": "send", "conversation_id": cid, "client_msg_id": "img1", "attachment": {
+        "key": grant["key"], "name": "cat picture.png", "size": len(image), "content_type": "image/png"}})
+    assert ack["type"] == "ack", ack
+    message = agent_ws.wait_type("message", conversation_id=cid)
+    assert message["attachment"]["name"] == "cat picture.png" and message["attachment"]["size"] == len(image)
+    assert requests.get(message["attachment"]["url"], timeout=10).content == image
+    fresh = stack.rest("GET", f"/v1/conversations/{cid}/attachments/url", token=agent["token"],
+                       params={"key": grant["key"]})
+    assert requests.get(fresh.json()["url"], timeout=10).content == image
+
+
+def test_upload_refusals_over_http(stack):
+    visitor = stack.visitor()
+    other = stack.visitor()
+    cid = visitor["conversation_id"]
+    cases = [
+        ({"conversation_id": cid, "file_name": "a.exe", "content_type": "application/x-msdownload", "size": 10},
+         415, "upload_type_not_allowed"),
+        ({"conversation_id": cid, "file_name": "a.png", "content_type": "image/png", "size": 10**9},
+         413, "upload_too_large"),
+        ({"conversation_id": other["conversation_id"], "file_name": "a.png", "content_type": "image/png", "size": 10},
+         403, "not_in_conversation"),
+        ({"conversation_id": cid, "file_name": "a.png", "content_type": "image/png", "size": "10"},
+         400, "invalid_size"),
+    ]
+    for body, status, code in cases:
+        response = stack.rest("POST", "/v1/uploads", token=visitor["token"], json=body)
+        assert (response.status_code, response.json()["code"]) == (status, code), body
+    ws = ChatClient(stack.ws_url(visitor["token"]), origin=stack.base)
+    grant = stack.rest("POST", "/v1/uploads", token=visitor["token"], json={
+        "conversation_id": cid, "file_name": "a.png", "content_type": "image/png", "size": 10}).json()
+    not_uploaded = ws.request({"action": "send", "conversation_id": cid, "client_msg_id": "n1", "attachment": {
+        "key": grant["key"], "name": "a.png", "size": 10, "content_type": "image/png"}})
+    assert not_uploaded["code"] == "attachment_not_uploaded"
+    forged = ws.request({"action": "send", "conversation_id": cid, "client_msg_id": "n2", "attachment": {
+        "key": "uploads/demo/elsewhere/0123456789abcdef/a.png", "name": "a.png", "size": 10,
+        "content_type": "image/png"}})
+    assert forged["code"] == "attachment_not_granted"
