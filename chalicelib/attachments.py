@@ -8,20 +8,10 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from chalicelib import conversations, uploads
-from chalicelib.config import settings
 from chalicelib.errors import bad_request, forbidden, too_large
 from chalicelib.models import Site
+from chalicelib.sites import upload_policy
 from chalicelib.tokens import Identity
-
-DEFAULT_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain"]
-
-
-def policy(site: Site) -> Dict[str, Any]:
-    return {
-        "max_bytes": int(site.upload_max_bytes or settings().upload_max_bytes),
-        "allowed_types": list(site.upload_types or DEFAULT_TYPES),
-    }
-
 
 def grant(identity: Identity, body: Dict[str, Any]) -> Dict[str, Any]:
     """POST /v1/uploads: everything the browser needs to upload one file straight to OSS."""
@@ -34,7 +24,7 @@ def grant(identity: Identity, body: Dict[str, Any]) -> Dict[str, Any]:
     for name in ("file_name", "content_type"):
         if not isinstance(body.get(name), str):
             raise bad_request(f"invalid_{name}", f"{name} must be a string")
-    limits = policy(Site.get(identity.site_id))
+    limits = upload_policy(Site.get(identity.site_id))
     return uploads.create_upload_grant(
         site_id=identity.site_id,
         conversation_id=conversation.conversation_id,
@@ -59,7 +49,7 @@ def accept(identity: Identity, conversation_id: str, attachment: Dict[str, Any])
     size = uploads.object_size(key)
     if size is None:
         raise bad_request("attachment_not_uploaded", "no object has been uploaded under that key")
-    if size > policy(Site.get(identity.site_id))["max_bytes"]:
+    if size > upload_policy(Site.get(identity.site_id))["max_bytes"]:
         raise too_large("attachment_too_large", "the uploaded object is over the size limit")
     return {"key": key, "name": name, "size": size, "content_type": content_type}
 

@@ -32,6 +32,8 @@ class Settings:
     # KEFU_WS_MANAGEMENT_ENDPOINT: API Gateway Management API endpoint, https://{api}.execute-api.{region}.amazonaws.com/{stage}.
     # Unset: derived from the WebSocket event (domainName/stage) where there is one.
     ws_management_endpoint: Optional[str]
+    # KEFU_PUBLIC_WEBSOCKET_URL: the wss:// URL browsers connect to, handed out with every session.
+    public_websocket_url: Optional[str]
     # KEFU_TOKEN_SECRET: key that signs visitor and agent tokens (HS256). Required in the cloud.
     token_secret: str
     # KEFU_VISITOR_TOKEN_TTL / KEFU_AGENT_TOKEN_TTL: token lifetimes, seconds.
@@ -81,6 +83,7 @@ def settings() -> Settings:
         table_prefix=_str("KEFU_TABLE_PREFIX", "kefu-"),
         dynamodb_endpoint=_str("KEFU_DYNAMODB_ENDPOINT", None),
         ws_management_endpoint=_str("KEFU_WS_MANAGEMENT_ENDPOINT", None),
+        public_websocket_url=_str("KEFU_PUBLIC_WEBSOCKET_URL", None),
         token_secret=_str("KEFU_TOKEN_SECRET", "kefu-insecure-development-secret"),
         visitor_token_ttl=_int("KEFU_VISITOR_TOKEN_TTL", 3600),
         agent_token_ttl=_int("KEFU_AGENT_TOKEN_TTL", 12 * 3600),

@@ -12,7 +12,7 @@ from chalicelib.config import settings
 from chalicelib.errors import bad_request, too_large, unauthorized
 from chalicelib.models import Agent, Visitor
 from chalicelib.passwords import dummy_hash, verify_password
-from chalicelib.sites import check_identity_hash, check_origin, get_site
+from chalicelib.sites import check_identity_hash, check_origin, get_site, upload_policy
 
 # Anonymous visitor ids are server-made and unguessable: holding one is the proof of being that visitor.
 _ANONYMOUS_ID = re.compile(r"^v_[A-Za-z0-9]{20,40}$")
@@ -82,6 +82,8 @@ def visitor_session(body: Dict[str, Any], origin: Optional[str]) -> Dict[str, An
         "site_name": site.name,
         "agents_online": len(connections.online_agents(site)),
         "last_seq": int(conversation.last_seq or 0),
+        "websocket_url": settings().public_websocket_url,
+        "upload": upload_policy(site),
     }
 
 
@@ -101,4 +103,5 @@ def agent_session(body: Dict[str, Any]) -> Dict[str, Any]:
     identity = tokens.Identity("agent", site.site_id, agent.agent_id)
     token, expires_at = tokens.issue(identity, settings().agent_token_ttl)
     return {"token": token, "agent_id": agent.agent_id, "expires_at": expires_at,
-            "name": agent.name, "site_id": site.site_id, "site_name": site.name}
+            "name": agent.name, "site_id": site.site_id, "site_name": site.name,
+            "websocket_url": settings().public_websocket_url, "upload": upload_policy(site)}

@@ -10,6 +10,7 @@ from typing import List, Optional
 from pynamodb.exceptions import PutError
 
 from chalicelib import clock, ids
+from chalicelib.config import settings
 from chalicelib.errors import is_condition_failure
 from chalicelib.errors import bad_request, conflict, forbidden, not_found
 from chalicelib.models import Agent, Site
@@ -73,6 +74,17 @@ def create_agent(site_id: str, email: str, password: str, name: str) -> Agent:
             raise conflict("agent_exists", "an agent with that email exists")
         raise
     return agent
+
+
+DEFAULT_UPLOAD_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain"]
+
+
+def upload_policy(site: Site) -> dict:
+    """What a site's visitors and agents may upload (clients check it before uploading)."""
+    return {
+        "max_bytes": int(site.upload_max_bytes or settings().upload_max_bytes),
+        "allowed_types": list(site.upload_types or DEFAULT_UPLOAD_TYPES),
+    }
 
 
 def identity_hash(secret: str, user_id: str) -> str:

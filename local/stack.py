@@ -71,6 +71,7 @@ class Stack:
             "KEFU_OSS_ENDPOINT": standins.oss_endpoint,
             "KEFU_STS_ENDPOINT": standins.sts_endpoint,
             "KEFU_OSS_BUCKET": DEMO_BUCKET,
+            "KEFU_PUBLIC_WEBSOCKET_URL": f"ws://{opts.host}:{port}/{opts.stage}",
         })
         # chalicelib reads its settings on first import: only now may the app be imported.
         from chalicelib.config import settings
