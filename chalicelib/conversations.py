@@ -214,8 +214,12 @@ def assign_if_possible(site: Site, conversation: Conversation) -> None:
     _announce(site, conversation, "assigned")
 
 
-def assign_queued(site: Site) -> int:
-    """Give queued conversations to online agents (an agent just came online)."""
+def assign_queued(site: Site, connecting: Optional[str] = None) -> int:
+    """Give queued conversations to online agents (an agent just came online).
+
+    ``connecting`` is the agent's connection still inside $connect: API Gateway answers 410 for
+    posts to it until $connect returns, so it is left out (it asks for `state` once open).
+    """
     assigned = 0
     for conversation in list_open(site.site_id):
         if conversation.status != "queued":
@@ -228,7 +232,7 @@ def assign_queued(site: Site) -> int:
         except Exception:
             continue
         site.refresh()
-        _announce(site, conversation, "assigned")
+        _announce(site, conversation, "assigned", exclude=connecting)
         assigned += 1
     return assigned
 

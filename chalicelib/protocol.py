@@ -43,7 +43,7 @@ def connect(connection_id: str, query: Optional[Dict[str, str]], headers: Option
         log.info("refused connection %s: %s", connection_id, exc.code)
         return exc.status
     if identity.is_agent:
-        conversations.assign_queued(site)
+        conversations.assign_queued(site, connecting=connection_id)
     return 200
 
 

@@ -14,13 +14,14 @@ import time
 import urllib.parse
 import uuid
 from datetime import datetime, timezone
-from typing import Dict
+from typing import Callable, Dict, Set
 
 from aiohttp import web
 
 from local.credentials import Credential, CredentialRegistry
 
 MIN_DURATION, MAX_DURATION = 900, 3600
+MAX_CLOCK_SKEW_SECONDS = 15 * 60
 
 
 def percent_encode(value: str) -> str:
@@ -49,10 +50,11 @@ class StsError(Exception):
 
 
 class StsStandIn:
-    def __init__(self, registry: CredentialRegistry, clock=time.time) -> None:
+    def __init__(self, registry: CredentialRegistry, clock: Callable[[], float] = time.time) -> None:
         self.registry = registry
         self.clock = clock
         self.calls = 0  # AssumeRole calls answered, for tests of credential caching
+        self._nonces: Set[str] = set()
 
     def application(self) -> web.Application:
         app = web.Application()
@@ -81,6 +83,16 @@ class StsStandIn:
             # STS's own wording: the SDK compares the string to sign to tell a wrong secret apart
             raise StsError(400, "SignatureDoesNotMatch", "Specified signature is not matched with our calculation. "
                            f"server string to sign is:{rpc_string_to_sign(method, params)}")
+        try:
+            sent = datetime.strptime(params.get("Timestamp", ""), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        except ValueError:
+            raise StsError(400, "MissingTimestamp", "Timestamp is mandatory for this action.")
+        if abs(sent.timestamp() - self.clock()) > MAX_CLOCK_SKEW_SECONDS:
+            raise StsError(400, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.")
+        nonce = params.get("SignatureNonce", "")
+        if not nonce or nonce in self._nonces:  # a replayed request
+            raise StsError(400, "SignatureNonceUsed", "Specified signature nonce was used already.")
+        self._nonces.add(nonce)
         return caller
 
     def _assume_role(self, caller: Credential, params: Dict[str, str]) -> Dict[str, object]:
@@ -120,3 +132,9 @@ class StsStandIn:
                 "Expiration": datetime.fromtimestamp(expires_at, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             },
         }
+
+
+def make_sts_app(credentials: CredentialRegistry, *, clock: Callable[[], float] = time.time) -> web.Application:
+    """The STS stand-in as an aiohttp app; ``credentials`` holds the long-term key it trusts and
+    receives the temporary credentials it issues (share it with the OSS stand-in)."""
+    return StsStandIn(credentials, clock=clock).application()

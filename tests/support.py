@@ -143,7 +143,11 @@ class Harness:
 
     def connect(self, token: Optional[str], origin: Optional[str] = None) -> tuple:
         connection_id = new_connection_id()
-        response = self.client.lambda_.invoke("ws_connect", connect_event(connection_id, token, origin))
+        self.mgmt.gone.add(connection_id)  # as API Gateway: 410 for posts until $connect returns
+        try:
+            response = self.client.lambda_.invoke("ws_connect", connect_event(connection_id, token, origin))
+        finally:
+            self.mgmt.gone.discard(connection_id)
         return connection_id, response.payload["statusCode"]
 
     def frame(self, connection_id: str, body: Any) -> List[Dict[str, Any]]:

@@ -43,9 +43,13 @@ def test_conversation_queued_when_no_agent_online(harness):
     listing = harness.rest("GET", "/v1/conversations", token=agent["token"]).json_body
     assert listing["conversations"][0]["status"] == "queued"
     # when an agent comes online, the queue is handed out
-    harness.connect(agent["token"])
+    agent_conn, _ = harness.connect(agent["token"])
     listing = harness.rest("GET", "/v1/conversations", token=agent["token"]).json_body
     assert listing["conversations"][0]["status"] == "assigned"
+    # announcing it did not post to the agent's connection while still inside $connect (a 410)
+    from chalicelib.models import Connection
+    assert Connection.count(agent_conn) == 1
+    assert harness.reply(agent_conn, {"action": "ping"})["type"] == "pong"
 
 
 def test_return_visit_reuses_conversation(harness):

@@ -1,11 +1,17 @@
-"""Direct uploads: grants signed with STS credentials, checked by the OSS stand-in over real HTTP."""
+"""Direct uploads: V4 PostObject grants signed with cached STS credentials, checked by the OSS
+stand-in over real HTTP; signed downloads; the STS request and its caching."""
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import pathlib
 import subprocess
 import sys
 import time
+import urllib.parse
+from datetime import datetime, timezone
 
 import oss2
 import pytest
@@ -17,12 +23,16 @@ from chalicelib.errors import KefuError
 from local.oss_standin import start_standins
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+RECORDED_ASSUME_ROLE = ROOT / "tests" / "fixtures" / "aliyun" / "assume_role_response.json"
 BUCKET = "kefu-test-bucket"
+REGION = "cn-hangzhou"
 LONG_TERM_ID, LONG_TERM_SECRET = "LTAI-test", "long-term-secret-0123456789"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 200
 
 
 class Clock:
+    """Real time moved by ``offset``: the stand-ins' clock in tests of expiry."""
+
     def __init__(self) -> None:
         self.offset = 0.0
 
@@ -37,10 +47,11 @@ def clock():
 
 @pytest.fixture
 def standins(tmp_path, monkeypatch, clock):
-    running = start_standins("127.0.0.1", str(tmp_path), BUCKET, LONG_TERM_ID, LONG_TERM_SECRET, clock=clock)
+    running = start_standins("127.0.0.1", str(tmp_path), BUCKET, LONG_TERM_ID, LONG_TERM_SECRET,
+                             clock=clock, region=REGION)
     for name, value in {
         "KEFU_OSS_ENDPOINT": running.oss_endpoint, "KEFU_STS_ENDPOINT": running.sts_endpoint,
-        "KEFU_OSS_BUCKET": BUCKET, "KEFU_OSS_REGION": "cn-hangzhou", "KEFU_OSS_PREFIX": "uploads/",
+        "KEFU_OSS_BUCKET": BUCKET, "KEFU_OSS_REGION": REGION, "KEFU_OSS_PREFIX": "uploads/",
         "KEFU_STS_ROLE_ARN": "acs:ram::1000:role/kefu-uploads",
         "KEFU_ALIYUN_ACCESS_KEY_ID": LONG_TERM_ID, "KEFU_ALIYUN_ACCESS_KEY_SECRET": LONG_TERM_SECRET,
     }.items():
@@ -60,28 +71,70 @@ def _grant(**overrides):
 
 
 def _post(grant, body=PNG, **field_changes):
+    """The browser's form POST: the grant's fields in order, then the file."""
     fields = {**grant["fields"], **field_changes}
     fields = {k: v for k, v in fields.items() if v is not None}
-    return requests.post(grant["url"], data=fields, files={"file": ("photo.png", body, fields.get("Content-Type"))},
-                         timeout=10)
+    return requests.post(grant["url"], data=fields, files={"file": ("photo.png", body, "image/png")}, timeout=10)
 
 
 def _error_code(response):
     return response.text.split("<Code>")[1].split("</Code>")[0] if "<Code>" in response.text else None
 
 
+def _policy(grant):
+    return json.loads(base64.b64decode(grant["fields"]["policy"]))
+
+
+def _reencoded_policy(grant, **changes):
+    document = {**_policy(grant), **changes}
+    return base64.b64encode(json.dumps(document, separators=(",", ":")).encode()).decode()
+
+
+def _resigned(grant, document):
+    """The grant's form with another policy, signed properly with the same credentials."""
+    creds = aliyun_sts.credentials.get()
+    policy = base64.b64encode(json.dumps(document).encode()).decode()
+    key = uploads.v4_signing_key(creds.access_key_secret, grant["fields"]["x-oss-date"][:8], REGION)
+    return {"policy": policy, "x-oss-signature": hmac.new(key, policy.encode(), hashlib.sha256).hexdigest()}
+
+
+# ---- the upload, end to end ----------------------------------------------------------------
+
 def test_grant_upload_and_signed_download(standins):
     grant = _grant()
     assert grant["method"] == "POST" and grant["headers"] == {}
+    assert grant["url"] == f"{standins.oss_endpoint}/{BUCKET}/"
     assert grant["key"].startswith("uploads/site1/conv1/") and grant["key"].endswith("/photo.png")
-    assert "AccessKeySecret" not in json.dumps(grant) and LONG_TERM_SECRET not in json.dumps(grant)
+    fields = grant["fields"]
+    assert fields["x-oss-signature-version"] == "OSS4-HMAC-SHA256"
+    assert fields["x-oss-credential"].endswith(f"/{REGION}/oss/aliyun_v4_request")
+    assert fields["x-oss-credential"].startswith("STS.")
+    assert LONG_TERM_SECRET not in json.dumps(grant) and LONG_TERM_ID not in json.dumps(grant)
+    assert grant["expires_at"] == pytest.approx(time.time() + settings().upload_url_ttl, abs=5)
     response = _post(grant)
     assert response.status_code == 201, response.text
     assert uploads.object_size(grant["key"]) == len(PNG)
     download = uploads.signed_download_url(grant["key"])
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(download["url"]).query))
+    assert query["x-oss-signature-version"] == "OSS4-HMAC-SHA256" and f"/{REGION}/oss/" in query["x-oss-credential"]
+    assert "x-oss-security-token" in query and "OSSAccessKeyId" not in query
     got = requests.get(download["url"], timeout=10)
     assert got.status_code == 200 and got.content == PNG and got.headers["Content-Type"] == "image/png"
     assert uploads.object_size(grant["key"].replace("photo.png", "other.png")) is None
+
+
+def test_policy_pins_everything_the_form_carries(standins):
+    grant = _grant()
+    fields, conditions = grant["fields"], _policy(grant)["conditions"]
+    assert {"bucket": BUCKET} in conditions
+    assert ["eq", "$key", grant["key"]] in conditions
+    assert ["eq", "$Content-Type", "image/png"] in conditions
+    assert ["content-length-range", 1, 1024] in conditions
+    assert ["eq", "$x-oss-forbid-overwrite", "true"] in conditions
+    for name in ("x-oss-signature-version", "x-oss-credential", "x-oss-date", "x-oss-security-token"):
+        assert {name: fields[name]} in conditions
+    expiration = datetime.strptime(_policy(grant)["expiration"], "%Y-%m-%dT%H:%M:%S.000Z")
+    assert expiration.replace(tzinfo=timezone.utc).timestamp() == grant["expires_at"]
 
 
 @pytest.mark.parametrize("change,code,status", [
@@ -89,13 +142,64 @@ def test_grant_upload_and_signed_download(standins):
     ({"Content-Type": "text/html"}, "AccessDenied", 403),
     ({"x-oss-security-token": None}, "AccessDenied", 403),
     ({"x-oss-security-token": "CAISforged"}, "InvalidSecurityToken", 403),
-    ({"Signature": "AAAAAAAAAAAAAAAAAAAAAAAAAAA="}, "SignatureDoesNotMatch", 403),
-    ({"OSSAccessKeyId": LONG_TERM_ID}, "InvalidSecurityToken", 403),
+    ({"x-oss-signature": "0" * 64}, "SignatureDoesNotMatch", 403),
     ({"success_action_status": "200"}, "AccessDenied", 403),
+    ({"x-oss-forbid-overwrite": "false"}, "AccessDenied", 403),
+    ({"x-oss-forbid-overwrite": None}, "AccessDenied", 403),
+    ({"x-oss-signature-version": None, "OSSAccessKeyId": LONG_TERM_ID, "Signature": "AAAA"},
+     "InvalidSecurityToken", 403),
 ])
 def test_tampered_form_is_refused(standins, change, code, status):
-    response = _post(_grant(), **change)
+    grant = _grant()
+    response = _post(grant, **change)
     assert (response.status_code, _error_code(response)) == (status, code), response.text
+    assert uploads.object_size(change.get("key") or grant["key"]) is None
+
+
+def test_tampered_signing_scope_is_refused(standins):
+    grant = _grant()
+    fields = grant["fields"]
+    other_second = fields["x-oss-date"][:-3] + ("01" if fields["x-oss-date"][-3:-1] == "00" else "00") + "Z"
+    other_region = fields["x-oss-credential"].replace(f"/{REGION}/", "/cn-beijing/")
+    other_key = fields["x-oss-credential"].replace("STS.", "STS.X", 1)
+    longer = _reencoded_policy(grant, expiration="2099-01-01T00:00:00.000Z")
+    refusals = {
+        "x-oss-date": _post(grant, **{"x-oss-date": other_second}),
+        "x-oss-credential region": _post(grant, **{"x-oss-credential": other_region}),
+        "x-oss-credential key id": _post(grant, **{"x-oss-credential": other_key}),
+        "policy": _post(grant, policy=longer),
+    }
+    codes = {part: (r.status_code, _error_code(r)) for part, r in refusals.items()}
+    assert codes == {
+        "x-oss-date": (403, "AccessDenied"),  # no longer what the policy pins
+        "x-oss-credential region": (403, "AccessDenied"),
+        "x-oss-credential key id": (403, "InvalidAccessKeyId"),
+        "policy": (403, "SignatureDoesNotMatch"),
+    }
+    assert uploads.object_size(grant["key"]) is None
+    assert _post(grant).status_code == 201  # the untouched form still works
+
+
+def test_properly_signed_policies_are_still_checked(standins):
+    """What OSS checks of a policy beyond its signature (the stand-in must not be laxer)."""
+    grant = _grant()
+    document = _policy(grant)
+    without_token = {**document, "conditions": [c for c in document["conditions"]
+                                                 if not (isinstance(c, dict) and "x-oss-security-token" in c)]}
+    unknown_operator = {**document, "conditions": document["conditions"] + [["ends-with", "$key", ".png"]]}
+    extra_field = {**document, "comment": "hello"}
+    no_size_limit = {**document, "conditions": [c for c in document["conditions"]
+                                                if not (isinstance(c, list) and c[0] == "content-length-range")]}
+    results = {name: _post(grant, **_resigned(grant, doc)) for name, doc in [
+        ("without token condition", without_token), ("unknown operator", unknown_operator),
+        ("extra field", extra_field)]}
+    assert {name: (r.status_code, _error_code(r)) for name, r in results.items()} == {
+        "without token condition": (403, "AccessDenied"),
+        "unknown operator": (400, "InvalidPolicyDocument"),
+        "extra field": (400, "InvalidPolicyDocument"),
+    }
+    # a server that forgot content-length-range would get any size: OSS only enforces the policy
+    assert _post(grant, body=b"x" * 5000, **_resigned(grant, no_size_limit)).status_code == 201
 
 
 def test_body_over_the_size_limit_is_refused_by_oss_itself(standins):
@@ -103,6 +207,12 @@ def test_body_over_the_size_limit_is_refused_by_oss_itself(standins):
     response = _post(grant, body=b"x" * 301)
     assert (response.status_code, _error_code(response)) == (400, "EntityTooLarge")
     assert uploads.object_size(grant["key"]) is None
+    assert _post(grant, body=b"x" * 300).status_code == 201  # the limit itself is allowed
+
+
+def test_empty_body_is_refused(standins):
+    response = _post(_grant(), body=b"")
+    assert (response.status_code, _error_code(response)) == (400, "EntityTooSmall")
 
 
 def test_expired_policy_is_refused(standins, clock):
@@ -110,47 +220,81 @@ def test_expired_policy_is_refused(standins, clock):
     clock.offset = settings().upload_url_ttl + 5
     response = _post(grant)
     assert response.status_code == 403 and "expired" in response.text.lower()
+    assert uploads.object_size(grant["key"]) is None
 
 
-def test_second_object_under_another_key_with_the_same_grant_is_refused(standins):
+def test_one_grant_uploads_one_object(standins):
     grant = _grant()
     assert _post(grant).status_code == 201
     other = grant["key"].rsplit("/", 1)[0] + "/second.png"
     assert _post(grant, key=other).status_code == 403
     assert uploads.object_size(other) is None
+    replay = _post(grant, body=b"\x89PNG replaced")  # the same form again, the same key
+    assert (replay.status_code, _error_code(replay)) == (409, "FileAlreadyExists")
+    assert requests.get(uploads.signed_download_url(grant["key"])["url"], timeout=10).content == PNG
 
 
 def test_expired_download_url_is_refused(standins, clock):
     grant = _grant()
-    _post(grant)
+    assert _post(grant).status_code == 201
     url = uploads.signed_download_url(grant["key"])["url"]
     clock.offset = settings().download_url_ttl + 5
-    assert requests.get(url, timeout=10).status_code == 403
+    response = requests.get(url, timeout=10)
+    assert (response.status_code, _error_code(response)) == (403, "AccessDenied")
 
 
 def test_session_policy_limits_temporary_credentials_to_the_prefix(standins):
     creds = aliyun_sts.credentials.get()
-    bucket = oss2.Bucket(oss2.StsAuth(creds.access_key_id, creds.access_key_secret, creds.security_token),
-                         standins.oss_endpoint, BUCKET)
+    bucket = uploads._bucket(creds)
     bucket.put_object("uploads/site1/conv1/x/ok.txt", b"ok")  # inside the prefix: allowed
     with pytest.raises(oss2.exceptions.AccessDenied):
         bucket.put_object("private/secrets.txt", b"no")
+    with pytest.raises(oss2.exceptions.AccessDenied):
+        bucket.delete_object("uploads/site1/conv1/x/ok.txt")  # not an action the session allows
 
 
-def test_grant_policy_refusals_are_typed():
-    with pytest.raises(KefuError) as too_big:
-        uploads.create_upload_grant(site_id="s", conversation_id="c", file_name="a.png", content_type="image/png",
-                                    size=2000, max_bytes=1000, allowed_types=["image/*"])
-    assert (too_big.value.code, too_big.value.status) == ("upload_too_large", 413)
-    with pytest.raises(KefuError) as wrong_type:
-        uploads.create_upload_grant(site_id="s", conversation_id="c", file_name="a.exe",
-                                    content_type="application/x-msdownload", size=10, max_bytes=1000,
-                                    allowed_types=["image/*"])
-    assert (wrong_type.value.code, wrong_type.value.status) == ("upload_type_not_allowed", 415)
-    with pytest.raises(KefuError) as empty:
-        uploads.create_upload_grant(site_id="s", conversation_id="c", file_name="a.png", content_type="image/png",
-                                    size=0, max_bytes=1000, allowed_types=["image/*"])
-    assert empty.value.code == "invalid_size"
+# ---- validation ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("overrides,code,status", [
+    ({"size": 2000, "max_bytes": 1000}, "upload_too_large", 413),
+    ({"size": 0}, "invalid_size", 400),
+    ({"size": -5}, "invalid_size", 400),
+    ({"file_name": "a.exe", "content_type": "application/x-msdownload"}, "upload_type_not_allowed", 415),
+    ({"content_type": "image/svg+xml"}, "upload_type_not_allowed", 415),  # a wildcard admits no active type
+    ({"content_type": "image/png; x=1"}, "upload_type_not_allowed", 415),
+    ({"content_type": ""}, "upload_type_not_allowed", 415),
+    ({"file_name": ""}, "invalid_file_name", 400),
+    ({"file_name": "a\x00.png"}, "invalid_file_name", 400),
+    ({"file_name": "x" * 256}, "invalid_file_name", 400),
+    ({"conversation_id": "../conv2"}, "invalid_conversation_id", 400),
+])
+def test_grant_refusals_are_typed(overrides, code, status):
+    with pytest.raises(KefuError) as refused:
+        _grant(**overrides)
+    assert (refused.value.code, refused.value.status) == (code, status)
+
+
+def test_type_allowlist():
+    assert uploads.type_allowed("image/png", ["image/*"])
+    assert uploads.type_allowed("IMAGE/PNG", ["image/*"])
+    assert not uploads.type_allowed("imagex/png", ["image/*"])
+    assert uploads.type_allowed("application/pdf", ["image/*", "application/pdf"])
+    assert not uploads.type_allowed("image/svg+xml", ["image/*", "*/*"])
+    assert uploads.type_allowed("image/svg+xml", ["image/svg+xml"])  # named exactly: the site's choice
+
+
+@pytest.mark.parametrize("given,kept", [
+    ("photo.png", "photo.png"),
+    ("My Holiday (1).JPG", "My_Holiday_1.JPG"),
+    ("截图 2024.png", "2024.png"),
+    ("截图.png", "file.png"),
+    ("../../etc/passwd", "passwd"),
+    ("C:\\Users\\ann\\report.final.pdf", "report.final.pdf"),
+    (".bashrc", "file.bashrc"),
+    ("noextension", "noextension"),
+])
+def test_file_names_are_sanitized_into_the_key(given, kept):
+    assert uploads._sanitize(given) == kept
 
 
 def test_key_belongs_only_to_its_conversation():
@@ -159,58 +303,172 @@ def test_key_belongs_only_to_its_conversation():
     assert not uploads.key_belongs_to(key, "site1", "conv2")
     assert not uploads.key_belongs_to(key, "site2", "conv1")
     assert not uploads.key_belongs_to("uploads/site1/conv1/../conv2/x/a.png", "site1", "conv1")
+    assert not uploads.key_belongs_to(key + "/more", "site1", "conv1")
+    assert not uploads.key_belongs_to(key, "site1/conv1", "")
 
 
-def test_sts_is_called_once_for_many_grants_and_again_after_expiry(standins, monkeypatch):
-    now = [time.time()]
-    calls = []
-
-    def fetch():
-        calls.append(now[0])
-        return aliyun_sts.assume_role()
-
-    cache = aliyun_sts.CredentialCache(fetch=fetch, clock=lambda: now[0])
-    monkeypatch.setattr(aliyun_sts, "credentials", cache)
-    for _ in range(25):
-        _grant()
-    assert len(calls) == 1 and standins_calls(standins) == 1
-    now[0] += aliyun_sts.DURATION_SECONDS - aliyun_sts.REFRESH_MARGIN_SECONDS + 1  # close to expiry
-    _grant()
-    assert len(calls) == 2 and standins_calls(standins) == 2
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9000", "https://oss-cn-hangzhou.aliyuncs.com",
+                                      "http://localhost:8080"])
+def test_bucket_url_is_where_oss2_addresses_the_bucket(endpoint):
+    expected = oss2.Bucket(oss2.AnonymousAuth(), endpoint, BUCKET)._make_url(BUCKET, "")
+    assert uploads.bucket_url(endpoint, BUCKET) == expected
 
 
-def standins_calls(standins):
-    """AssumeRole calls the STS stand-in answered (each registers one temporary key)."""
-    return sum(1 for key in standins.registry._by_id if key.startswith("STS."))
+# ---- STS: the request, and one call per many grants ----------------------------------------
+
+class FakeSts:
+    """An AcsClient stand-in answering with the recorded AssumeRole response, its Expiration set
+    DurationSeconds after the injected clock's now."""
+
+    def __init__(self, clock) -> None:
+        self.clock = clock
+        self.requests = []
+
+    def do_action_with_exception(self, request):
+        self.requests.append(request)
+        body = json.loads(RECORDED_ASSUME_ROLE.read_text())
+        expires = self.clock() + int(request.get_query_params()["DurationSeconds"])
+        body["Credentials"]["Expiration"] = datetime.fromtimestamp(expires, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body["Credentials"]["AccessKeyId"] += str(len(self.requests))
+        return json.dumps(body).encode()
 
 
-def test_sts_request_against_a_recorded_response_shape(monkeypatch):
-    """The AssumeRole request we make, and parsing the response shape STS returns, offline."""
-    monkeypatch.setenv("KEFU_OSS_BUCKET", "bkt")
-    monkeypatch.setenv("KEFU_OSS_PREFIX", "uploads/")
-    monkeypatch.setenv("KEFU_STS_ROLE_ARN", "acs:ram::1000:role/kefu-uploads")
+@pytest.fixture
+def upload_settings(monkeypatch):
+    for name, value in {"KEFU_OSS_ENDPOINT": "https://oss-cn-hangzhou.aliyuncs.com", "KEFU_OSS_BUCKET": "bkt",
+                        "KEFU_OSS_PREFIX": "uploads/", "KEFU_STS_ROLE_ARN": "acs:ram::1000:role/kefu-uploads",
+                        "KEFU_UPLOAD_URL_TTL": "300", "KEFU_DOWNLOAD_URL_TTL": "600"}.items():
+        monkeypatch.setenv(name, value)
     settings.cache_clear()
-    recorded = (ROOT / "tests" / "fixtures" / "aliyun" / "assume_role_response.json").read_bytes()
+    yield
+    settings.cache_clear()
+
+
+def test_sts_request_against_a_recorded_response_shape(upload_settings):
+    """The AssumeRole request we make, and parsing the response shape STS returns, offline."""
     seen = {}
 
     class RecordingClient:
         def do_action_with_exception(self, request):
             seen["action"] = request.get_action_name()
+            seen["version"] = request.get_version()
             seen["params"] = request.get_query_params()
-            return recorded
+            return RECORDED_ASSUME_ROLE.read_bytes()
 
-    try:
-        creds = aliyun_sts.assume_role(RecordingClient())
-    finally:
-        settings.cache_clear()
-    assert seen["action"] == "AssumeRole"
+    creds = aliyun_sts.assume_role(RecordingClient())
+    assert (seen["action"], seen["version"]) == ("AssumeRole", "2015-04-01")
     assert seen["params"]["RoleArn"] == "acs:ram::1000:role/kefu-uploads"
+    assert seen["params"]["RoleSessionName"] == "kefu-uploads"
     assert seen["params"]["DurationSeconds"] == 900
     policy = json.loads(seen["params"]["Policy"])
-    assert policy["Statement"] == [{"Effect": "Allow", "Action": ["oss:PutObject", "oss:GetObject"],
-                                    "Resource": ["acs:oss:*:*:bkt/uploads/*"]}]
+    assert policy == {"Version": "1", "Statement": [{
+        "Effect": "Allow", "Action": ["oss:PutObject", "oss:GetObject"], "Resource": ["acs:oss:*:*:bkt/uploads/*"]}]}
     assert creds.access_key_id.startswith("STS.") and creds.security_token.startswith("CAIS")
     assert creds.expires_at == 1795349700.0  # 2026-11-22T12:15:00Z
+
+
+def test_sts_is_called_once_for_many_grants_and_again_near_expiry(upload_settings):
+    now = [1_800_000_000.0]
+    sts = FakeSts(lambda: now[0])
+    cache = aliyun_sts.CredentialCache(client=sts, clock=lambda: now[0])
+    aliyun_sts.credentials, saved = cache, aliyun_sts.credentials
+    try:
+        grants = [_grant() for _ in range(25)]
+        assert len(sts.requests) == 1
+        assert {g["fields"]["x-oss-credential"].split("/")[0] for g in grants} == {"STS.NUgYrLnoC37mZZCNnAbez****1"}
+        # a grant lives 300 s: the credentials serve grants until 300 s + the margin before expiry
+        now[0] += 900 - 300 - aliyun_sts.REFRESH_MARGIN_SECONDS - 1
+        _grant()
+        assert len(sts.requests) == 1
+        now[0] += 2
+        fresh = _grant()
+        assert len(sts.requests) == 2 and fresh["fields"]["x-oss-credential"].startswith("STS.NUgYrLnoC37mZZCNnAbez****2")
+        for _ in range(10):
+            _grant()
+        assert len(sts.requests) == 2
+    finally:
+        aliyun_sts.credentials = saved
+
+
+def test_nothing_signed_outlives_its_credentials(upload_settings, monkeypatch):
+    """A download URL (600 s) needs fresher credentials than a grant (300 s); a lifetime longer
+    than STS can give is shortened, not a reason to call STS on every request."""
+    now = [1_800_000_000.0]
+    sts = FakeSts(lambda: now[0])
+    cache = aliyun_sts.CredentialCache(client=sts, clock=lambda: now[0])
+    monkeypatch.setattr(aliyun_sts, "credentials", cache)
+    _grant()
+    now[0] += 900 - 600 - aliyun_sts.REFRESH_MARGIN_SECONDS + 1  # too late for a 600 s URL
+    creds = cache.get(valid_for=300)
+    assert len(sts.requests) == 1
+    creds = cache.get(valid_for=600)
+    assert len(sts.requests) == 2 and creds.expires_at - now[0] == 900
+    monkeypatch.setenv("KEFU_UPLOAD_URL_TTL", "3600")
+    settings.cache_clear()
+    for _ in range(5):
+        grant = _grant()
+        assert grant["expires_at"] <= cache.get().expires_at - aliyun_sts.REFRESH_MARGIN_SECONDS
+    assert len(sts.requests) == 2
+
+
+def test_sts_standin_counts_one_call_for_many_grants_and_downloads(standins):
+    grant = _grant()
+    assert _post(grant).status_code == 201
+    for _ in range(10):
+        _grant()
+        uploads.signed_download_url(grant["key"])
+        uploads.object_size(grant["key"])
+    assert standins.sts.calls == 1
+
+
+def test_sts_standin_refuses_replayed_and_stale_requests():
+    from local.credentials import Credential, CredentialRegistry
+    from local.sts_standin import StsError, StsStandIn, rpc_signature
+
+    registry = CredentialRegistry()
+    registry.add(Credential(LONG_TERM_ID, LONG_TERM_SECRET))
+    sts = StsStandIn(registry)
+
+    def signed(timestamp, nonce):
+        params = {"Action": "AssumeRole", "AccessKeyId": LONG_TERM_ID, "SignatureMethod": "HMAC-SHA1",
+                  "SignatureVersion": "1.0", "SignatureNonce": nonce, "Timestamp": timestamp}
+        return {**params, "Signature": rpc_signature(LONG_TERM_SECRET, "POST", params)}
+
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert sts._verify("POST", signed(now, "n1")).access_key_id == LONG_TERM_ID
+    with pytest.raises(StsError) as replayed:
+        sts._verify("POST", signed(now, "n1"))
+    assert replayed.value.code == "SignatureNonceUsed"
+    with pytest.raises(StsError) as stale:
+        sts._verify("POST", signed("2020-01-01T00:00:00Z", "n2"))
+    assert stale.value.code == "InvalidTimeStamp.Expired"
+    with pytest.raises(StsError) as forged:
+        sts._verify("POST", {**signed(now, "n3"), "RoleArn": "acs:ram::1:role/admin"})  # added after signing
+    assert forged.value.code == "SignatureDoesNotMatch"
+
+
+def test_app_factories_serve(tmp_path):
+    """make_oss_app / make_sts_app, as a runner of its own would mount them."""
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from local.credentials import Credential, CredentialRegistry
+    from local.oss_standin import make_oss_app
+    from local.sts_standin import make_sts_app
+
+    registry = CredentialRegistry()
+    registry.add(Credential(LONG_TERM_ID, LONG_TERM_SECRET))
+
+    async def probe(app, path):
+        async with TestClient(TestServer(app)) as client:
+            response = await client.get(path)
+            return response.status, await response.text()
+
+    oss_status, oss_body = asyncio.run(probe(make_oss_app(str(tmp_path), BUCKET, registry), f"/{BUCKET}/a.txt"))
+    assert oss_status == 403 and "<Code>AccessDenied</Code>" in oss_body
+    sts_status, sts_body = asyncio.run(probe(make_sts_app(registry), "/?Action=AssumeRole&AccessKeyId=nobody"))
+    assert sts_status == 404 and "InvalidAccessKeyId" in sts_body
 
 
 def test_sts_standin_refuses_a_wrong_long_term_secret(standins, monkeypatch):
@@ -224,8 +482,20 @@ def test_sts_standin_refuses_a_wrong_long_term_secret(standins, monkeypatch):
     assert refused.value.get_error_code() == "InvalidAccessKeySecret"
 
 
+def test_unconfigured_uploads_say_so(monkeypatch):
+    monkeypatch.delenv("KEFU_OSS_ENDPOINT", raising=False)
+    settings.cache_clear()
+    try:
+        with pytest.raises(KefuError) as refused:
+            _grant()
+    finally:
+        settings.cache_clear()
+    assert (refused.value.code, refused.value.status) == ("uploads_not_configured", 503)
+
+
 def test_chat_modules_do_not_import_oss2_or_the_sts_sdk():
-    code = ("import sys, app, chalicelib.protocol, chalicelib.uploads, chalicelib.attachments; "
+    code = ("import sys, app, chalicelib.protocol, chalicelib.uploads, chalicelib.aliyun_sts, "
+            "chalicelib.attachments; "
             "heavy = [m for m in ('oss2', 'aliyunsdkcore', 'aliyunsdksts') if m in sys.modules]; "
             "print(','.join(heavy))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -479,36 +479,36 @@
     data.outbox = (data.outbox || []).concat([item]);
     this.store.save();
     this.render();
-    if (this.caughtUp) this.transmit(item);
+    this.flushOutbox();
   };
 
-  Widget.prototype.inOutbox = function (item) {
-    return (this.store.data.outbox || []).some(function (o) { return o.client_msg_id === item.client_msg_id; });
-  };
-
+  // One send in flight at a time, oldest first: API Gateway runs frames concurrently, so sending
+  // the outbox all at once could store it out of order. Retries reuse the client_msg_id.
   Widget.prototype.flushOutbox = function () {
-    (this.store.data.outbox || []).forEach(this.transmit.bind(this));
-  };
-
-  Widget.prototype.transmit = function (item) {
+    if (this.sending || !this.caughtUp) return;
+    var item = (this.store.data.outbox || [])[0];
+    if (!item) return;
+    this.sending = true;
     var self = this;
     var frame = { action: 'send', conversation_id: this.store.data.conversationId, client_msg_id: item.client_msg_id };
     if (item.text) frame.text = item.text;
     if (item.attachment) frame.attachment = item.attachment;
-    this.request(frame, 15000).catch(function (err) {
+    this.request(frame, 15000).then(function () {
+      self.sending = false;
+      self.flushOutbox();
+    }, function (err) {
+      self.sending = false;
       var retryable = !err.code || ['send_in_progress', 'rate_limited', 'internal_error'].indexOf(err.code) >= 0;
-      if (retryable) {
-        // stays in the outbox: retried here while connected, and after every catch-up
-        if (err.code || err.message === 'timeout') {
-          setTimeout(function () { if (self.caughtUp && self.inOutbox(item)) self.transmit(item); }, 2000);
-        }
-        return;
-      }
-      item.failed = err.message || err.code;
-      self.store.data.outbox = (self.store.data.outbox || []).filter(function (o) { return o !== item; });
-      self.failed = (self.failed || []).concat([item]);
-      self.store.save();
-      self.render();
+      if (!retryable) {
+        item.failed = err.message || err.code;
+        self.store.data.outbox = self.store.data.outbox.filter(function (o) { return o.client_msg_id !== item.client_msg_id; });
+        self.failed = (self.failed || []).concat([item]);
+        self.store.save();
+        self.render();
+        self.flushOutbox();
+      } else if (err.code || err.message === 'timeout') {
+        setTimeout(self.flushOutbox.bind(self), 2000);  // still connected: try again
+      }  // offline: the next catch-up flushes
     });
   };
 
@@ -613,6 +613,8 @@
   Widget.prototype.render = function () {
     var t = this.t, data = this.store.data, self = this;
     this.setStatus(!this.ws ? t.connecting : (this.agentsOnline > 0 ? t.online : ''));
+    // for the page and for tests: connecting | online (caught up) | offline
+    this.host.setAttribute('data-connection', !navigator.onLine ? 'offline' : (this.ws && this.caughtUp ? 'online' : 'connecting'));
     this.renderNotice();
     var seqs = Object.keys(this.messages).map(Number).sort(function (a, b) { return a - b; });
     var rows = seqs.map(function (seq) { return self.row(self.messages[seq], null); });

@@ -1,0 +1,1 @@
+window.KEFU_CONSOLE_CONFIG = window.KEFU_CONSOLE_CONFIG || {};
