@@ -18,9 +18,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	@touch $@
 
-# Debian's chromium, for the Playwright browser tests (Playwright's own browser download cannot work offline).
+# Debian's chromium, for the Playwright browser tests (Playwright's own browser download cannot work
+# offline), and a CJK font so the Chinese UI renders in screenshots.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@{ command -v chromium >/dev/null 2>&1 && [ -d /usr/share/fonts/truetype/wqy ]; } || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei >/dev/null; }
 
 run: setup
 	$(PY) -m local --host $(HOST) --port $(PORT)

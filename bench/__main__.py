@@ -1,0 +1,13 @@
+"""Run every benchmark: python -m bench (make bench). Each prints its figures and writes bench/results/."""
+from __future__ import annotations
+
+import runpy
+import sys
+
+BENCHMARKS = ["bench.widget_size", "bench.sweep_reads"]
+
+if __name__ == "__main__":
+    for name in BENCHMARKS:
+        print(f"== {name}", flush=True)
+        sys.argv = [name]
+        runpy.run_module(name, run_name="__main__")
