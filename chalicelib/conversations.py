@@ -190,50 +190,37 @@ def requeue(site: Site, conversation: Conversation) -> bool:
     except UpdateError:
         return False
     site.update(actions=[_load_delta(agent_id, -1)])
-    replacement = least_loaded_agent(site, exclude=agent_id)
-    if replacement is not None:
-        try:
-            _assign(site, conversation, replacement, expect_status="queued")
-            _announce(site, conversation, "assigned")
-            return True
-        except KefuError:
-            pass
-    _announce(site, conversation, "queued")
+    if not assign_if_possible(site, conversation, exclude_agent=agent_id):
+        _announce(site, conversation, "queued")
     return True
 
 
-def assign_if_possible(site: Site, conversation: Conversation) -> None:
-    """A queued conversation goes to the least-loaded online agent, if any is online."""
-    agent_id = least_loaded_agent(site)
+def assign_if_possible(site: Site, conversation: Conversation, exclude_agent: Optional[str] = None,
+                       connecting: Optional[str] = None) -> bool:
+    """A queued conversation goes to the least-loaded online agent, if any is online.
+
+    ``connecting`` is an agent connection still inside $connect: API Gateway answers 410 for
+    posts to it until $connect returns, so it is not told (it asks for `state` once open).
+    """
+    agent_id = least_loaded_agent(site, exclude=exclude_agent)
     if agent_id is None:
-        return
+        return False
     try:
         _assign(site, conversation, agent_id, expect_status="queued")
     except KefuError:
-        return
-    _announce(site, conversation, "assigned")
+        return False
+    _announce(site, conversation, "assigned", exclude=connecting)
+    return True
 
 
 def assign_queued(site: Site, connecting: Optional[str] = None) -> int:
-    """Give queued conversations to online agents (an agent just came online).
-
-    ``connecting`` is the agent's connection still inside $connect: API Gateway answers 410 for
-    posts to it until $connect returns, so it is left out (it asks for `state` once open).
-    """
+    """Give queued conversations to online agents (an agent just came online)."""
     assigned = 0
     for conversation in list_open(site.site_id):
-        if conversation.status != "queued":
-            continue
-        agent_id = least_loaded_agent(site)
-        if agent_id is None:
-            break
-        try:
-            _assign(site, conversation, agent_id, expect_status="queued")
-        except Exception:
-            continue
-        site.refresh()
-        _announce(site, conversation, "assigned", exclude=connecting)
-        assigned += 1
+        if conversation.status == "queued":
+            if not connections.online_agents(site):
+                break
+            assigned += assign_if_possible(site, conversation, connecting=connecting)
     return assigned
 
 

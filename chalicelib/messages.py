@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Optional
 
-from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.exceptions import PutError, UpdateError
 
 from chalicelib import clock, connections, conversations, ids
 from chalicelib.config import settings
-from chalicelib.errors import KefuError, is_condition_failure, bad_request, conflict, forbidden, not_found, too_large
+from chalicelib.errors import KefuError, is_condition_failure, bad_request, conflict, forbidden, too_large
 from chalicelib.models import Conversation, Message, Site, as_dict
 from chalicelib.tokens import Identity
 
@@ -158,11 +158,9 @@ def _next_seq(identity: Identity, conversation_id: str, message: Message) -> Con
 
 def _why_refused(identity: Identity, conversation_id: str) -> KefuError:
     try:
-        conversation = Conversation.get(conversation_id)
-    except DoesNotExist:
-        return not_found("conversation_not_found", "no such conversation")
-    if conversation.site_id != identity.site_id:
-        return not_found("conversation_not_found", "no such conversation")
+        conversation = conversations.load(identity, conversation_id)
+    except KefuError as exc:
+        return exc
     if conversation.status == "closed":
         return conflict("conversation_closed", "the conversation is closed")
     return forbidden("not_in_conversation", "you are not in that conversation")

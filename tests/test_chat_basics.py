@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 
 
 def test_visitor_and_agent_exchange_messages(harness):
