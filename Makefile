@@ -33,5 +33,22 @@ test: setup browser
 bench: setup
 	$(PY) -m bench
 
+STAGE  ?= dev
+STACK  ?= kefu-$(STAGE)
+
+# The deployment zip and CloudFormation template in out/package/, built and checked offline.
+package: setup
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(PY) -m infra.package --stage $(STAGE)
+
+# The real deploy (docs/deploy.md): needs the aws CLI, credentials, and an S3 bucket for the code.
+#   make deploy STAGE=prod BUCKET=my-artifacts [PARAMS="OssBucket=... StsRoleArn=..."]
+deploy: package
+	@test -n "$(BUCKET)" || { echo "make deploy needs BUCKET=<an S3 bucket for the code package>"; exit 2; }
+	aws cloudformation package --template-file out/package/sam.json --s3-bucket $(BUCKET) \
+	  --output-template-file out/package/packaged.yaml
+	aws cloudformation deploy --template-file out/package/packaged.yaml --stack-name $(STACK) \
+	  --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND $(if $(PARAMS),--parameter-overrides $(PARAMS))
+	aws cloudformation describe-stacks --stack-name $(STACK) --query "Stacks[0].Outputs" --output table
+
 clean:
 	rm -rf $(VENV) out test-output .pytest_cache

@@ -7,6 +7,7 @@ from chalicelib import http, protocol, sweep
 from chalicelib.config import settings
 
 app = Chalice(app_name="kefu")
+app.experimental_feature_flags.update(["WEBSOCKETS"])  # chalice package/deploy still ask for it
 app.log.setLevel(logging.INFO)  # chalicelib logs under "kefu.*": drops, sweeps, failures
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Dict, Optional
 
 
 def _int(name: str, default: int) -> int:
@@ -76,15 +76,37 @@ class Settings:
     upload_max_bytes: int
 
 
+def _ssm_values(names: Dict[str, str]) -> Dict[str, str]:
+    """Secrets named by *_PARAM variables, read once per cold start (one GetParameters call):
+    a Lambda environment cannot take SecureString values from the template."""
+    wanted = {variable: name for variable, name in names.items() if name and not os.environ.get(variable)}
+    if not wanted:
+        return {}
+    import boto3
+
+    response = boto3.client("ssm").get_parameters(Names=sorted(set(wanted.values())), WithDecryption=True)
+    found = {p["Name"]: p["Value"] for p in response["Parameters"]}
+    return {variable: found[name] for variable, name in wanted.items() if name in found}
+
+
 @functools.lru_cache(maxsize=1)
 def settings() -> Settings:
+    from_ssm = _ssm_values({
+        "KEFU_TOKEN_SECRET": os.environ.get("KEFU_TOKEN_SECRET_PARAM", ""),
+        "KEFU_ALIYUN_ACCESS_KEY_SECRET": os.environ.get("KEFU_ALIYUN_ACCESS_KEY_SECRET_PARAM", ""),
+    })
+
+    def _secret(name: str, default: Optional[str]) -> Optional[str]:
+        return from_ssm.get(name) or _str(name, default)
+
     return Settings(
         region=_str("AWS_REGION", None) or _str("AWS_DEFAULT_REGION", "us-east-1"),
         table_prefix=_str("KEFU_TABLE_PREFIX", "kefu-"),
         dynamodb_endpoint=_str("KEFU_DYNAMODB_ENDPOINT", None),
         ws_management_endpoint=_str("KEFU_WS_MANAGEMENT_ENDPOINT", None),
         public_websocket_url=_str("KEFU_PUBLIC_WEBSOCKET_URL", None),
-        token_secret=_str("KEFU_TOKEN_SECRET", "kefu-insecure-development-secret"),
+        # KEFU_TOKEN_SECRET, or KEFU_TOKEN_SECRET_PARAM naming a SecureString in SSM (deployed stages).
+        token_secret=_secret("KEFU_TOKEN_SECRET", "kefu-insecure-development-secret"),
         visitor_token_ttl=_int("KEFU_VISITOR_TOKEN_TTL", 3600),
         agent_token_ttl=_int("KEFU_AGENT_TOKEN_TTL", 12 * 3600),
         connection_ttl=_int("KEFU_CONNECTION_TTL", 2 * 3600 + 600),
@@ -106,7 +128,8 @@ def settings() -> Settings:
         sts_endpoint=_str("KEFU_STS_ENDPOINT", None),
         sts_role_arn=_str("KEFU_STS_ROLE_ARN", None),
         aliyun_access_key_id=_str("KEFU_ALIYUN_ACCESS_KEY_ID", None),
-        aliyun_access_key_secret=_str("KEFU_ALIYUN_ACCESS_KEY_SECRET", None),
+        # KEFU_ALIYUN_ACCESS_KEY_SECRET, or KEFU_ALIYUN_ACCESS_KEY_SECRET_PARAM (SSM SecureString).
+        aliyun_access_key_secret=_secret("KEFU_ALIYUN_ACCESS_KEY_SECRET", None),
         upload_url_ttl=_int("KEFU_UPLOAD_URL_TTL", 300),
         download_url_ttl=_int("KEFU_DOWNLOAD_URL_TTL", 600),
         upload_max_bytes=_int("KEFU_UPLOAD_MAX_BYTES", 10 * 1024 * 1024),

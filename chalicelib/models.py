@@ -25,6 +25,7 @@ def _meta(name: str) -> Type:
     cfg = settings()
 
     class Meta:
+        base_name = name  # without the stage prefix; infra/ names the deployed tables from it
         table_name = f"{cfg.table_prefix}{name}"
         region = cfg.region
         host = cfg.dynamodb_endpoint
