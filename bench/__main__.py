@@ -4,7 +4,7 @@ from __future__ import annotations
 import runpy
 import sys
 
-BENCHMARKS = ["bench.widget_size", "bench.sweep_reads"]
+BENCHMARKS = ["bench.widget_size", "bench.cost", "bench.sweep_reads"]
 
 if __name__ == "__main__":
     for name in BENCHMARKS:

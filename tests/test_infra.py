@@ -132,3 +132,17 @@ def test_core_flow_runs_on_the_tables_infra_deploys(mgmt):
         page = harness.reply(agent_conn, {"action": "sync", "conversation_id": visitor["conversation_id"],
                                           "after_seq": 0})
         assert [m["text"] for m in page["messages"]] == ["hello 0", "hello 1", "hello 2"]
+
+
+def test_aliyun_dry_run_limits_the_role_to_the_upload_prefix():
+    result = subprocess.run([sys.executable, "-m", "infra.aliyun", "--account-id", "1234", "--ram-user", "kefu-fn",
+                             "--bucket", "shop-files", "--origin", "https://shop.example", "--dry-run"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    steps = {step["action"]: step["params"] for step in json.loads(result.stdout)}
+    trust = json.loads(steps["CreateRole"]["AssumeRolePolicyDocument"])
+    assert trust["Statement"][0]["Principal"] == {"RAM": ["acs:ram::1234:user/kefu-fn"]}
+    permissions = json.loads(steps["CreatePolicy"]["PolicyDocument"])["Statement"][0]
+    assert permissions["Action"] == ["oss:PutObject", "oss:GetObject"]
+    assert permissions["Resource"] == ["acs:oss:*:*:shop-files/uploads/*"]
+    assert steps["PutBucketCors"]["rules"][0]["allowed_origins"] == ["https://shop.example"]
