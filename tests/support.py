@@ -114,7 +114,9 @@ class Harness:
         import app as app_module
 
         self.app = app_module.app
-        self.client = Client(self.app)
+        # A project folder without .chalice/config.json: Chalice's client would otherwise patch the dev
+        # stage's environment into os.environ around each invoke, which concurrent invokes leak.
+        self.client = Client(self.app, project_dir=str(FIXTURES.parent))
         self.mgmt = mgmt
 
     def site(self, origins=("https://shop.example",)):

@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 
-import boto3
 import pytest
 from moto import mock_aws
 
@@ -101,7 +100,9 @@ def _create_from_template(resource):
     props = resource["Properties"]
     args = {k: props[k] for k in ("TableName", "KeySchema", "AttributeDefinitions", "BillingMode",
                                   "GlobalSecondaryIndexes", "LocalSecondaryIndexes") if k in props}
-    client = boto3.client("dynamodb", region_name="us-east-1")
+    from chalicelib.models import Site
+
+    client = Site._get_connection().connection.client  # the very client the app's models use
     client.create_table(**args)
     if "TimeToLiveSpecification" in props:
         client.update_time_to_live(TableName=props["TableName"], TimeToLiveSpecification=props["TimeToLiveSpecification"])
