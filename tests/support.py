@@ -6,7 +6,7 @@ import json
 import pathlib
 import secrets
 import threading
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
 
 import pytest
 from moto import mock_aws
@@ -105,6 +105,14 @@ def mgmt(monkeypatch):
     return api
 
 
+class Chat(NamedTuple):
+    site: Any
+    agent: Dict[str, Any]
+    agent_conn: str
+    visitor: Dict[str, Any]
+    visitor_conn: str
+
+
 class Harness:
     """Drives the app through its Lambda entry points, as API Gateway would."""
 
@@ -134,6 +142,15 @@ class Harness:
     def visitor(self, site_id: str, origin: str = "https://shop.example", **fields):
         return self.rest("POST", "/v1/visitor/session", {"site_id": site_id, **fields},
                          headers={"Origin": origin}).json_body
+
+    def chat(self) -> "Chat":
+        """A site with one agent and one visitor, both connected: the usual starting point."""
+        site = self.site()
+        agent = self.agent(site.site_id)
+        agent_conn, _ = self.connect(agent["token"])
+        visitor = self.visitor(site.site_id)
+        visitor_conn, _ = self.connect(visitor["token"])
+        return Chat(site, agent, agent_conn, visitor, visitor_conn)
 
     def rest(self, method: str, path: str, body: Any = None, token: Optional[str] = None,
              headers: Optional[Dict[str, str]] = None):

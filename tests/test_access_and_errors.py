@@ -13,12 +13,7 @@ from chalicelib.models import Message
 
 @pytest.fixture
 def chat(harness):
-    site = harness.site()
-    agent = harness.agent(site.site_id)
-    agent_conn, _ = harness.connect(agent["token"])
-    visitor = harness.visitor(site.site_id)
-    visitor_conn, _ = harness.connect(visitor["token"])
-    return site, agent, agent_conn, visitor, visitor_conn
+    return harness.chat()
 
 
 def _forged(claims_update, secret=None):

@@ -5,11 +5,7 @@ from bench.metering import counting
 
 
 def test_send_costs_one_read_three_writes(harness):
-    site = harness.site()
-    agent = harness.agent(site.site_id)
-    agent_conn, _ = harness.connect(agent["token"])
-    visitor = harness.visitor(site.site_id)
-    visitor_conn, _ = harness.connect(visitor["token"])
+    site, agent, agent_conn, visitor, visitor_conn = harness.chat()
     cid = visitor["conversation_id"]
     harness.reply(visitor_conn, {"action": "send", "conversation_id": cid, "client_msg_id": "warm", "text": "x"})
     with counting() as calls:

@@ -40,6 +40,7 @@ def test_conversation_queued_when_no_agent_online(harness):
     agent = harness.agent(site.site_id)
     visitor = harness.visitor(site.site_id)
     listing = harness.rest("GET", "/v1/conversations", token=agent["token"]).json_body
+    assert listing["conversations"][0]["conversation_id"] == visitor["conversation_id"]
     assert listing["conversations"][0]["status"] == "queued"
     # when an agent comes online, the queue is handed out
     agent_conn, _ = harness.connect(agent["token"])
@@ -79,11 +80,7 @@ def test_ping_answers_pong(harness):
 
 
 def test_typing_and_read_reach_the_other_side(harness):
-    site = harness.site()
-    agent = harness.agent(site.site_id)
-    agent_conn, _ = harness.connect(agent["token"])
-    visitor = harness.visitor(site.site_id)
-    visitor_conn, _ = harness.connect(visitor["token"])
+    site, agent, agent_conn, visitor, visitor_conn = harness.chat()
     cid = visitor["conversation_id"]
     assert harness.frame(visitor_conn, {"action": "typing", "conversation_id": cid, "is_typing": True}) == []
     typing = harness.mgmt.of_type(agent_conn, "typing")
@@ -95,11 +92,7 @@ def test_typing_and_read_reach_the_other_side(harness):
 
 
 def test_page_view_shown_to_agents(harness):
-    site = harness.site()
-    agent = harness.agent(site.site_id)
-    agent_conn, _ = harness.connect(agent["token"])
-    visitor = harness.visitor(site.site_id)
-    visitor_conn, _ = harness.connect(visitor["token"])
+    site, agent, agent_conn, visitor, visitor_conn = harness.chat()
     harness.reply(visitor_conn, {"action": "page_view", "url": "https://shop.example/cart", "title": "Cart"})
     views = harness.mgmt.of_type(agent_conn, "page_view")
     assert views[-1]["page"]["url"] == "https://shop.example/cart"
@@ -108,11 +101,7 @@ def test_page_view_shown_to_agents(harness):
 
 
 def test_presence_of_visitor_reaches_agents(harness):
-    site = harness.site()
-    agent = harness.agent(site.site_id)
-    agent_conn, _ = harness.connect(agent["token"])
-    visitor = harness.visitor(site.site_id)
-    visitor_conn, _ = harness.connect(visitor["token"])
+    site, agent, agent_conn, visitor, visitor_conn = harness.chat()
     assert harness.mgmt.of_type(agent_conn, "presence")[-1]["status"] == "online"
     harness.disconnect(visitor_conn)
     assert harness.mgmt.of_type(agent_conn, "presence")[-1]["status"] == "offline"

@@ -18,11 +18,7 @@ def _send(harness, conn, cid, cmid, text="x"):
 
 
 def test_concurrent_senders_get_gap_free_ordered_seqs(harness):
-    site = harness.site()
-    agent = harness.agent(site.site_id)
-    agent_conn, _ = harness.connect(agent["token"])
-    visitor = harness.visitor(site.site_id)
-    visitor_conn, _ = harness.connect(visitor["token"])
+    site, agent, agent_conn, visitor, visitor_conn = harness.chat()
     cid = visitor["conversation_id"]
     from tests.support import message_event
 
@@ -41,11 +37,7 @@ def test_concurrent_senders_get_gap_free_ordered_seqs(harness):
 
 
 def test_retried_client_msg_id_is_stored_once_and_gets_the_original_ack(harness):
-    site = harness.site()
-    agent = harness.agent(site.site_id)
-    agent_conn, _ = harness.connect(agent["token"])
-    visitor = harness.visitor(site.site_id)
-    conn, _ = harness.connect(visitor["token"])
+    site, agent, agent_conn, visitor, conn = harness.chat()
     cid = visitor["conversation_id"]
     first = _send(harness, conn, cid, "same", "hello")
     harness.mgmt.take(agent_conn)
@@ -76,11 +68,7 @@ def test_concurrent_retries_of_one_message_store_it_once(harness):
 
 
 def test_sync_after_outage_returns_exactly_the_missed_messages(harness):
-    site = harness.site()
-    agent = harness.agent(site.site_id)
-    agent_conn, _ = harness.connect(agent["token"])
-    visitor = harness.visitor(site.site_id)
-    conn, _ = harness.connect(visitor["token"])
+    site, agent, agent_conn, visitor, conn = harness.chat()
     cid = visitor["conversation_id"]
     for i in range(3):
         _send(harness, conn, cid, f"before{i}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest

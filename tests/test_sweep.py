@@ -23,12 +23,7 @@ def timeline(monkeypatch):
 
 
 def _setup(harness):
-    site = harness.site()
-    agent = harness.agent(site.site_id)
-    agent_conn, _ = harness.connect(agent["token"])
-    visitor = harness.visitor(site.site_id)
-    visitor_conn, _ = harness.connect(visitor["token"])
-    return site, agent, agent_conn, visitor, visitor_conn
+    return harness.chat()
 
 
 def test_stale_connection_swept_fresh_kept(harness, timeline):

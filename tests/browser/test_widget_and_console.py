@@ -1,7 +1,6 @@
 """The product as people use it: a visitor on the demo shop and an agent in the console."""
 from __future__ import annotations
 
-import base64
 import struct
 import zlib
 
