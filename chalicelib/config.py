@@ -58,8 +58,16 @@ class Settings:
     # KEFU_RATE_LIMIT / KEFU_RATE_WINDOW: at most this many sends per connection per window (seconds).
     rate_limit: int
     rate_window: int
-    # KEFU_SYNC_PAGE: messages per sync page (clients may ask for fewer).
+    # KEFU_SYNC_PAGE: messages per sync page (clients may ask for fewer; pages also stop at 96 KB).
     sync_page: int
+    # KEFU_SEQ_GAP_SECONDS: a seq left empty this long is a gap for good (its writer died); at least
+    # twice the functions' timeout, so no live writer can still fill it.
+    seq_gap_seconds: int
+    # KEFU_AGENT_REQUEUE_GRACE: seconds after an agent's last connection closed before their open
+    # conversations go back to the queue (a reload must not reshuffle them).
+    agent_requeue_grace: int
+    # KEFU_SWEEP_THREADS: stale connections the sweep drops at once.
+    sweep_threads: int
     # KEFU_DELIVERY_THREADS: concurrent post_to_connection calls per invocation.
     delivery_threads: int
     # Uploads (Aliyun OSS + STS). KEFU_OSS_ENDPOINT e.g. https://oss-cn-hangzhou.aliyuncs.com.
@@ -120,6 +128,9 @@ def settings() -> Settings:
         rate_limit=_int("KEFU_RATE_LIMIT", 20),
         rate_window=_int("KEFU_RATE_WINDOW", 10),
         sync_page=_int("KEFU_SYNC_PAGE", 50),
+        seq_gap_seconds=_int("KEFU_SEQ_GAP_SECONDS", 90),
+        agent_requeue_grace=_int("KEFU_AGENT_REQUEUE_GRACE", 60),
+        sweep_threads=_int("KEFU_SWEEP_THREADS", 16),
         delivery_threads=_int("KEFU_DELIVERY_THREADS", 8),
         oss_endpoint=_str("KEFU_OSS_ENDPOINT", None),
         oss_bucket=_str("KEFU_OSS_BUCKET", None),

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
+from pynamodb.expressions.condition import size
 
 from chalicelib import clock, delivery
 from chalicelib.config import settings
-from chalicelib.models import Connection, Conversation, Site, as_dict
+from chalicelib.errors import is_condition_failure, rate_limited
+from chalicelib.models import MAX_VISITOR_CONNECTIONS, Connection, Conversation, Site, as_dict
 from chalicelib.tokens import Identity
 
 log = logging.getLogger("kefu.connections")
@@ -28,6 +30,8 @@ class _Known:
 
 
 _CACHE_SIZE = 10_000
+# API Gateway gives $connect up to 29 s (its integration timeout) and answers 410 until it returns.
+CONNECT_WINDOW_SECONDS = 30
 _known: "OrderedDict[str, _Known]" = OrderedDict()
 
 
@@ -82,7 +86,7 @@ def identify(connection_id: str) -> Optional[Identity]:
 def register(connection_id: str, identity: Identity, site: Site) -> None:
     """$connect: store the record and add the connection to its presence roster."""
     now = clock.now()
-    Connection(
+    record = Connection(
         connection_id,
         role=identity.role,
         site_id=identity.site_id,
@@ -92,7 +96,8 @@ def register(connection_id: str, identity: Identity, site: Site) -> None:
         last_seen=now,
         sweep_shard=sweep_shard(connection_id),
         expires_at=int(now) + settings().connection_ttl,
-    ).save()
+    )
+    record.save()
     _remember(connection_id, identity, now)
     if identity.is_agent:
         first = identity.subject not in set(as_dict(site.agent_conns).values())
@@ -102,10 +107,19 @@ def register(connection_id: str, identity: Identity, site: Site) -> None:
             push(others, presence_frame(identity, "online"))
     else:
         conversation = Conversation(identity.conversation_id)
-        conversation.update(
-            actions=[Conversation.visitor_conns[connection_id].set(int(now))],
-            condition=Conversation.conversation_id.exists(),
-        )
+        try:
+            conversation.update(
+                actions=[Conversation.visitor_conns[connection_id].set(int(now))],
+                condition=Conversation.conversation_id.exists()
+                & (size(Conversation.visitor_conns) < MAX_VISITOR_CONNECTIONS),
+            )
+        except UpdateError as exc:
+            record.delete()
+            _known.pop(connection_id, None)
+            if not is_condition_failure(exc):
+                raise
+            raise rate_limited("too_many_connections",
+                               f"a visitor may have at most {MAX_VISITOR_CONNECTIONS} open connections")
         if len(as_dict(conversation.visitor_conns)) == 1:
             frame = presence_frame(identity, "online")
             push(agent_connections(site), frame)
@@ -192,12 +206,26 @@ def drop(connection_id: str, identity: Optional[Identity] = None,
 
 
 def push(connection_ids: Iterable[str], frame: Dict[str, Any]) -> List[str]:
-    """Deliver a frame to connections concurrently; drop those API Gateway says are gone."""
+    """Deliver a frame to connections concurrently; forget those API Gateway says are gone."""
     gone = delivery.post_many(connection_ids, frame)
     for connection_id in gone:
-        log.info("connection %s is gone (410); dropping it", connection_id)
-        drop(connection_id)
+        forget_gone(connection_id)
     return gone
+
+
+def forget_gone(connection_id: str) -> None:
+    """A post met 410. API Gateway also answers 410 while a connection is still inside $connect,
+    so a connection that young is kept: what the push carried is in the `state` and `sync` its
+    client asks for once open. Older ones are gone for good and dropped."""
+    record = _live_record(connection_id)
+    if record is None:
+        _known.pop(connection_id, None)
+        return
+    if clock.now() * 1000 - record.connected_at < CONNECT_WINDOW_SECONDS * 1000:
+        log.info("connection %s answered 410 while connecting; kept", connection_id)
+        return
+    log.info("connection %s is gone (410); dropping it", connection_id)
+    drop(connection_id, _identity_of(record))
 
 
 def heartbeat_write_interval() -> float:

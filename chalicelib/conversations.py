@@ -1,39 +1,71 @@
-"""Conversations: access rules, assignment to agents, claim, transfer, close, listing."""
+"""Conversations: access rules, creation, assignment to agents, claim, transfer, close, reopen, lists.
+
+Every change of status or agent is one conditional write on the conversation item, so concurrent
+claims, transfers, closes and re-queues cannot interleave: the loser is told ``conversation_changed``.
+Agents' loads are counted from the site's open-conversations index when an assignment is made
+(reads track the open count), so there is no counter to drift.
+"""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from collections import Counter
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from chalicelib import clock, connections, ids
-from chalicelib.errors import KefuError, bad_request, conflict, forbidden, not_found
+from chalicelib import clock, connections, ids, paging
+from chalicelib.errors import KefuError, bad_request, conflict, forbidden, is_condition_failure, not_found
 from chalicelib.models import Conversation, Site, Visitor, as_dict
 from chalicelib.tokens import Identity
 
 OPEN_STATUSES = ("queued", "assigned")
+LIST_LIMIT = 50
+MAX_LIST_LIMIT = 100
+PAGES_IN_VIEW = 10
 
 
-def public_view(conversation: Conversation) -> Dict[str, Any]:
+def public_view(conversation: Conversation, visitor: Optional[Visitor] = None) -> Dict[str, Any]:
+    """A conversation as clients see it, with what is known of its visitor."""
     return {
         "conversation_id": conversation.conversation_id,
         "site_id": conversation.site_id,
         "visitor_id": conversation.visitor_id,
-        "visitor_name": conversation.visitor_name,
-        "visitor_attributes": as_dict(conversation.visitor_attributes),
-        "visitor_verified": bool(conversation.visitor_verified),
+        "visitor_name": visitor.name if visitor else None,
+        "visitor_attributes": as_dict(visitor.attributes) if visitor else {},
+        "visitor_verified": bool(visitor.verified) if visitor else False,
         "visitor_online": bool(as_dict(conversation.visitor_conns)),
-        "status": conversation.status,
+        "status": "queued" if conversation.status == "new" else conversation.status,
         "agent_id": conversation.agent_id,
         "last_seq": int(conversation.last_seq or 0),
         "last_text": conversation.last_text,
         "visitor_read_seq": int(conversation.visitor_read_seq or 0),
         "agent_read_seq": int(conversation.agent_read_seq or 0),
-        "current_page": as_dict(conversation.current_page) or None,
-        "pages": list(conversation.pages or [])[-20:],
-        "page_count": int(conversation.page_count or 0),
+        "current_page": (as_dict(visitor.current_page) or None) if visitor else None,
+        "pages": [as_dict(p) for p in (visitor.pages or [])][-PAGES_IN_VIEW:] if visitor else [],
+        "page_count": int(visitor.page_count or 0) if visitor else 0,
         "created_at": conversation.created_at,
         "updated_at": conversation.updated_at,
+        "opened_at": conversation.opened_at,
+        "closed_at": conversation.closed_at,
     }
+
+
+def _visitor_of(conversation: Conversation) -> Optional[Visitor]:
+    try:
+        return Visitor.get(conversation.site_id, conversation.visitor_id)
+    except DoesNotExist:
+        return None
+
+
+def view(conversation: Conversation) -> Dict[str, Any]:
+    """One conversation's view: one GetItem for its visitor."""
+    return public_view(conversation, _visitor_of(conversation))
+
+
+def views(found: List[Conversation]) -> List[Dict[str, Any]]:
+    """Many conversations' views: their visitors in one BatchGetItem."""
+    keys = list(dict.fromkeys((c.site_id, c.visitor_id) for c in found))
+    visitors = {(v.site_id, v.visitor_id): v for v in Visitor.batch_get(keys)} if keys else {}
+    return [public_view(c, visitors.get((c.site_id, c.visitor_id))) for c in found]
 
 
 def check_access(identity: Identity, conversation_id: Any) -> None:
@@ -44,89 +76,185 @@ def check_access(identity: Identity, conversation_id: Any) -> None:
         raise forbidden("not_in_conversation", "you are not in that conversation")
 
 
+def _get(conversation_id: str) -> Optional[Conversation]:
+    try:
+        return Conversation.get(conversation_id, consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
 def load(identity: Identity, conversation_id: Any) -> Conversation:
     """Read a conversation the caller may see (visitor: their own; agent: their site's)."""
     check_access(identity, conversation_id)
-    try:
-        conversation = Conversation.get(conversation_id)
-    except DoesNotExist:
-        raise not_found("conversation_not_found", "no such conversation")
-    if conversation.site_id != identity.site_id:
-        # Same answer as a missing one: another site's ids are not to be probed.
+    conversation = _get(conversation_id)
+    if conversation is None or conversation.site_id != identity.site_id:
+        # Same answer for another site's: its ids are not to be probed.
         raise not_found("conversation_not_found", "no such conversation")
     return conversation
 
+
+def _now_ms() -> int:
+    return int(clock.now() * 1000)
+
+
+# --- creation -------------------------------------------------------------------------------
 
 def open_for_visitor(site: Site, visitor: Visitor) -> Conversation:
-    """The visitor's open conversation, or a new one (auto-assigned or queued)."""
-    if visitor.conversation_id:
-        try:
-            existing = Conversation.get(visitor.conversation_id)
-            if existing.status in OPEN_STATUSES:
+    """The visitor's open conversation, or a new one (auto-assigned or queued).
+
+    One per visitor, even for concurrent sessions: the visitor item's pointer is claimed with a
+    conditional write before the new conversation is opened; the loser uses the winner's.
+    """
+    for _ in range(3):
+        current_id = visitor.conversation_id
+        if current_id:
+            existing = _get(current_id)
+            if existing is not None and existing.status != "closed":
+                if existing.status == "new":  # its creator died before opening it
+                    _open(site, existing, visitor)
                 return existing
-        except DoesNotExist:
-            pass
-    now = int(clock.now() * 1000)
-    conversation = Conversation(
-        ids.random_id("conv", 12),
-        site_id=site.site_id,
-        visitor_id=visitor.visitor_id,
-        visitor_name=visitor.name,
-        visitor_attributes=as_dict(visitor.attributes),
-        visitor_verified=bool(visitor.verified),
-        status="queued",
-        created_at=now,
-        updated_at=now,
-    )
+        created = _create(site, visitor, replacing=current_id)
+        if created is not None:
+            return created
+        visitor.refresh(consistent_read=True)
+    raise conflict("conversation_changed", "the visitor's conversation keeps changing; retry")
+
+
+def _create(site: Site, visitor: Visitor, replacing: Optional[str]) -> Optional[Conversation]:
+    now = _now_ms()
+    conversation = Conversation(ids.random_id("conv", 12), site_id=site.site_id, visitor_id=visitor.visitor_id,
+                                status="new", created_at=now, updated_at=now)
     conversation.save(condition=Conversation.conversation_id.does_not_exist())
-    visitor.update(actions=[Visitor.conversation_id.set(conversation.conversation_id)])
-    agent_id = least_loaded_agent(site)
-    if agent_id is not None:
-        _assign(site, conversation, agent_id, expect_status="queued")
-    _announce(site, conversation, "created")
+    pointer_free = (Visitor.conversation_id.does_not_exist() if replacing is None
+                    else Visitor.conversation_id == replacing)
+    try:
+        visitor.update(actions=[Visitor.conversation_id.set(conversation.conversation_id)], condition=pointer_free)
+    except UpdateError as exc:
+        conversation.delete()
+        if not is_condition_failure(exc):
+            raise
+        return None
+    _open(site, conversation, visitor)
     return conversation
 
 
-def least_loaded_agent(site: Site, exclude: Optional[str] = None) -> Optional[str]:
+def _open(site: Site, conversation: Conversation, visitor: Optional[Visitor]) -> None:
+    now = _now_ms()
+    try:
+        conversation.update(
+            actions=[Conversation.status.set("queued"), Conversation.open_site_id.set(site.site_id),
+                     Conversation.opened_at.set(now), Conversation.updated_at.set(now)],
+            condition=Conversation.status == "new",
+        )
+    except UpdateError as exc:
+        if not is_condition_failure(exc):
+            raise
+        conversation.refresh(consistent_read=True)
+        return
+    _hand_out(site, conversation)
+    _announce(site, conversation, "created", visitor=visitor)
+
+
+# --- assignment -----------------------------------------------------------------------------
+
+def open_entries(site_id: str) -> List[Conversation]:
+    """The site's open conversations, oldest opened first, as the open index holds them (keys,
+    status, agent and visitor): one Query, reading only open conversations."""
+    return list(Conversation.site_open_index.query(site_id))
+
+
+def agent_loads(site_id: str) -> Counter:
+    return Counter(c.agent_id for c in open_entries(site_id) if c.status == "assigned" and c.agent_id)
+
+
+def least_loaded_agent(site: Site, exclude: Optional[str] = None, prefer: Optional[str] = None,
+                       loads: Optional[Counter] = None) -> Optional[str]:
     online = [a for a in connections.online_agents(site) if a != exclude]
     if not online:
         return None
-    load = as_dict(site.agent_load)
-    return min(online, key=lambda agent_id: (int(load.get(agent_id, 0) or 0), agent_id))
+    if prefer in online:
+        return prefer
+    if loads is None:
+        loads = agent_loads(site.site_id)
+    return min(online, key=lambda agent_id: (loads[agent_id], agent_id))
 
 
-def _load_delta(agent_id: str, delta: int) -> Any:
-    counter = Site.agent_load[agent_id]
-    return counter.set((counter | 0) + delta)
-
-
-def _assign(site: Site, conversation: Conversation, agent_id: str, expect_status: str,
-            expect_agent: Optional[str] = None) -> None:
+def _assign(conversation: Conversation, agent_id: str, expect_status: str, expect_agent: Optional[str]) -> None:
     condition = Conversation.status == expect_status
-    if expect_agent is not None:
-        condition &= Conversation.agent_id == expect_agent
+    condition &= (Conversation.agent_id == expect_agent) if expect_agent else Conversation.agent_id.does_not_exist()
     try:
         conversation.update(
-            actions=[
-                Conversation.status.set("assigned"),
-                Conversation.agent_id.set(agent_id),
-                Conversation.updated_at.set(int(clock.now() * 1000)),
-            ],
+            actions=[Conversation.status.set("assigned"), Conversation.agent_id.set(agent_id),
+                     Conversation.updated_at.set(_now_ms())],
             condition=condition,
         )
-    except UpdateError:
+    except UpdateError as exc:
+        if not is_condition_failure(exc):
+            raise
         raise conflict("conversation_changed", "the conversation changed; reload it")
-    actions = [_load_delta(agent_id, 1)]
-    if expect_agent:
-        actions.append(_load_delta(expect_agent, -1))
-    site.update(actions=actions)
 
 
-def _announce(site: Site, conversation: Conversation, event: str, exclude: Optional[str] = None) -> None:
+def _hand_out(site: Site, conversation: Conversation, exclude: Optional[str] = None,
+              prefer: Optional[str] = None) -> bool:
+    """A queued conversation goes to an online agent (``prefer`` if online, else the least loaded)."""
+    agent_id = least_loaded_agent(site, exclude=exclude, prefer=prefer)
+    if agent_id is None:
+        return False
+    try:
+        _assign(conversation, agent_id, expect_status="queued", expect_agent=None)
+    except KefuError:  # taken or closed meanwhile
+        return False
+    return True
+
+
+def assign_if_possible(site: Site, conversation: Conversation, exclude_agent: Optional[str] = None,
+                       connecting: Optional[str] = None) -> bool:
+    """Hand a queued conversation out and tell everyone. ``connecting`` is an agent connection still
+    inside $connect (API Gateway answers 410 to posts to it): it asks for `state` once open."""
+    if not _hand_out(site, conversation, exclude=exclude_agent):
+        return False
+    _announce(site, conversation, "assigned", exclude=connecting)
+    return True
+
+
+def assign_queued(site: Site, connecting: Optional[str] = None) -> int:
+    """Hand every queued conversation to online agents, oldest first (an agent just came online)."""
+    online = connections.online_agents(site)
+    if not online:
+        return 0
+    entries = open_entries(site.site_id)
+    loads = Counter(c.agent_id for c in entries if c.status == "assigned" and c.agent_id)
+    assigned = 0
+    for entry in entries:
+        if entry.status != "queued":
+            continue
+        agent_id = min(online, key=lambda a: (loads[a], a))
+        try:
+            _assign(entry, agent_id, expect_status="queued", expect_agent=None)
+        except KefuError:
+            continue
+        loads[agent_id] += 1
+        assigned += 1
+        _announce(site, entry, "assigned", exclude=connecting)
+    return assigned
+
+
+def _announce(site: Site, conversation: Conversation, event: str, exclude: Optional[str] = None,
+              visitor: Optional[Visitor] = None) -> Dict[str, Any]:
     """Tell the site's agents and the visitor; ``exclude`` is the caller, who gets the reply instead."""
-    frame = {"type": "conversation", "event": event, "conversation": public_view(conversation)}
+    shown = public_view(conversation, visitor) if visitor is not None else view(conversation)
+    frame = {"type": "conversation", "event": event, "conversation": shown}
     targets = connections.agent_connections(site) + list(as_dict(conversation.visitor_conns))
     connections.push([t for t in targets if t != exclude], frame)
+    return shown
+
+
+# --- agents' actions ------------------------------------------------------------------------
+
+def _agent_load(identity: Identity, conversation_id: Any) -> Conversation:
+    if not identity.is_agent:
+        raise forbidden("agents_only", "only agents can do that")
+    return load(identity, conversation_id)
 
 
 def claim(identity: Identity, conversation_id: Any, sender_connection: Optional[str] = None) -> Dict[str, Any]:
@@ -134,48 +262,44 @@ def claim(identity: Identity, conversation_id: Any, sender_connection: Optional[
     if conversation.status == "closed":
         raise conflict("conversation_closed", "the conversation is closed")
     if conversation.agent_id == identity.subject:
-        return public_view(conversation)
-    site = Site.get(identity.site_id)
-    _assign(site, conversation, identity.subject, expect_status=conversation.status,
-            expect_agent=conversation.agent_id)
-    _announce(site, conversation, "assigned", exclude=sender_connection)
-    return public_view(conversation)
+        return view(conversation)
+    _assign(conversation, identity.subject, conversation.status, conversation.agent_id)
+    return _announce(Site.get(identity.site_id), conversation, "assigned", exclude=sender_connection)
 
 
 def transfer(identity: Identity, conversation_id: Any, to_agent_id: Any,
              sender_connection: Optional[str] = None) -> Dict[str, Any]:
-    if not isinstance(to_agent_id, str) or not to_agent_id:
+    if not isinstance(to_agent_id, str) or not to_agent_id or len(to_agent_id) > 64:
         raise bad_request("invalid_agent_id", "agent_id must be a string")
     conversation = _agent_load(identity, conversation_id)
     if conversation.status == "closed":
         raise conflict("conversation_closed", "the conversation is closed")
+    if conversation.agent_id == to_agent_id:
+        return view(conversation)  # already theirs: nothing changes
     site = Site.get(identity.site_id)
     if to_agent_id not in connections.online_agents(site):
         raise conflict("agent_not_online", "that agent is not online")
-    _assign(site, conversation, to_agent_id, expect_status=conversation.status,
-            expect_agent=conversation.agent_id)
-    _announce(site, conversation, "assigned", exclude=sender_connection)
-    return public_view(conversation)
+    _assign(conversation, to_agent_id, conversation.status, conversation.agent_id)
+    return _announce(site, conversation, "assigned", exclude=sender_connection)
 
 
 def close(identity: Identity, conversation_id: Any, sender_connection: Optional[str] = None) -> Dict[str, Any]:
     conversation = _agent_load(identity, conversation_id)
-    if conversation.status == "closed":
-        return public_view(conversation)
-    previous_agent = conversation.agent_id
-    try:
-        conversation.update(
-            actions=[Conversation.status.set("closed"),
-                     Conversation.updated_at.set(int(clock.now() * 1000))],
-            condition=Conversation.status == conversation.status,
-        )
-    except UpdateError:
-        raise conflict("conversation_changed", "the conversation changed; reload it")
-    site = Site.get(identity.site_id)
-    if previous_agent:
-        site.update(actions=[_load_delta(previous_agent, -1)])
-    _announce(site, conversation, "closed", exclude=sender_connection)
-    return public_view(conversation)
+    if conversation.status != "closed":
+        now = _now_ms()
+        try:
+            conversation.update(
+                actions=[Conversation.status.set("closed"), Conversation.open_site_id.remove(),
+                         Conversation.closed_at.set(now), Conversation.updated_at.set(now)],
+                condition=Conversation.status.is_in(*OPEN_STATUSES, "new"),
+            )
+        except UpdateError as exc:
+            if not is_condition_failure(exc):
+                raise
+            conversation.refresh(consistent_read=True)  # closed meanwhile by someone else: same answer
+            return view(conversation)
+        return _announce(Site.get(identity.site_id), conversation, "closed", exclude=sender_connection)
+    return view(conversation)
 
 
 def requeue(site: Site, conversation: Conversation) -> bool:
@@ -184,69 +308,116 @@ def requeue(site: Site, conversation: Conversation) -> bool:
     try:
         conversation.update(
             actions=[Conversation.status.set("queued"), Conversation.agent_id.remove(),
-                     Conversation.updated_at.set(int(clock.now() * 1000))],
+                     Conversation.updated_at.set(_now_ms())],
             condition=(Conversation.status == "assigned") & (Conversation.agent_id == agent_id),
         )
-    except UpdateError:
+    except UpdateError as exc:
+        if not is_condition_failure(exc):
+            raise
         return False
-    site.update(actions=[_load_delta(agent_id, -1)])
     if not assign_if_possible(site, conversation, exclude_agent=agent_id):
         _announce(site, conversation, "queued")
     return True
 
 
-def assign_if_possible(site: Site, conversation: Conversation, exclude_agent: Optional[str] = None,
-                       connecting: Optional[str] = None) -> bool:
-    """A queued conversation goes to the least-loaded online agent, if any is online.
+def assigned_to(site_id: str, agent_id: str) -> List[Conversation]:
+    return [c for c in open_entries(site_id) if c.status == "assigned" and c.agent_id == agent_id]
 
-    ``connecting`` is an agent connection still inside $connect: API Gateway answers 410 for
-    posts to it until $connect returns, so it is not told (it asks for `state` once open).
-    """
-    agent_id = least_loaded_agent(site, exclude=exclude_agent)
-    if agent_id is None:
-        return False
+
+# --- a visitor writing to a closed conversation ------------------------------------------------
+
+def landing_for_visitor(identity: Identity, closed: Conversation) -> str:
+    """Where a visitor's message to a closed conversation goes: the visitor's current conversation
+    if another one is open, else the closed one, reopened. Returns its id."""
     try:
-        _assign(site, conversation, agent_id, expect_status="queued")
-    except KefuError:
-        return False
-    _announce(site, conversation, "assigned", exclude=connecting)
-    return True
+        visitor = Visitor.get(identity.site_id, identity.subject, consistent_read=True)
+        current_id = visitor.conversation_id
+    except DoesNotExist:
+        current_id = None
+    target = closed
+    if current_id and current_id != closed.conversation_id:
+        current = _get(current_id)
+        if current is not None and current.status != "closed":
+            return current_id
+        if current is not None:
+            target = current
+    reopen(Site.get(identity.site_id), target)
+    return target.conversation_id
 
 
-def assign_queued(site: Site, connecting: Optional[str] = None) -> int:
-    """Give queued conversations to online agents (an agent just came online)."""
-    assigned = 0
-    for conversation in list_open(site.site_id):
-        if conversation.status == "queued":
-            if not connections.online_agents(site):
-                break
-            assigned += assign_if_possible(site, conversation, connecting=connecting)
-    return assigned
-
-
-def list_open(site_id: str, limit: int = 200) -> List[Conversation]:
-    """A site's open conversations, most recent first (one Query on the site index)."""
-    return list(
-        Conversation.site_updated_index.query(
-            site_id,
-            filter_condition=Conversation.status.is_in(*OPEN_STATUSES),
-            scan_index_forward=False,
-            limit=limit,
+def reopen(site: Site, conversation: Conversation) -> None:
+    previous_agent = conversation.agent_id
+    now = _now_ms()
+    try:
+        conversation.update(
+            actions=[Conversation.status.set("queued"), Conversation.open_site_id.set(site.site_id),
+                     Conversation.opened_at.set(now), Conversation.agent_id.remove(),
+                     Conversation.closed_at.remove(), Conversation.updated_at.set(now)],
+            condition=Conversation.status == "closed",
         )
-    )
+    except UpdateError as exc:
+        if not is_condition_failure(exc):
+            raise
+        return  # reopened by a concurrent send
+    _hand_out(site, conversation, prefer=previous_agent)
+    _announce(site, conversation, "reopened")
 
 
-def list_for_agent(identity: Identity, include_closed: bool = False, limit: int = 100) -> List[Dict[str, Any]]:
+# --- lists ----------------------------------------------------------------------------------
+
+def list_for_agent(identity: Identity, include_closed: bool = False, cursor: Any = None,
+                   limit: Any = None) -> Tuple[List[Dict[str, Any]], Optional[str]]:
+    """One page of the site's open conversations (oldest opened first) or of all of them (newest
+    first), and the cursor of the next page (None at the end). Bounded to fit one frame."""
     if not identity.is_agent:
         raise forbidden("agents_only", "only agents list conversations")
+    if limit is None:
+        limit = LIST_LIMIT
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
+        raise bad_request("invalid_limit", f"limit must be an integer from 1 to {MAX_LIST_LIMIT}")
+    site_id = identity.site_id
     if include_closed:
-        found = Conversation.site_updated_index.query(identity.site_id, scan_index_forward=False, limit=limit)
+        start = None
+        if cursor is not None:
+            created_at, conversation_id = paging.decode_cursor(cursor, (int, str))
+            start = {"conversation_id": {"S": conversation_id}, "site_id": {"S": site_id},
+                     "created_at": {"N": str(created_at)}}
+        keys = Conversation.site_created_index.query(site_id, scan_index_forward=False, limit=limit + 1,
+                                                     last_evaluated_key=start)
     else:
-        found = list_open(identity.site_id, limit=limit)
-    return [public_view(c) for c in found]
+        start = None
+        if cursor is not None:
+            opened_at, conversation_id = paging.decode_cursor(cursor, (int, str))
+            start = {"conversation_id": {"S": conversation_id}, "open_site_id": {"S": site_id},
+                     "opened_at": {"N": str(opened_at)}}
+        keys = Conversation.site_open_index.query(site_id, limit=limit + 1, last_evaluated_key=start)
+    entries = list(keys)
+    page = entries[:limit]
+    by_id = {c.conversation_id: c for c in _batch_get(e.conversation_id for e in page)}
+    rows = [(e, by_id[e.conversation_id]) for e in page if e.conversation_id in by_id
+            # an open list skips what was closed since the (eventually consistent) index was read
+            and (include_closed or by_id[e.conversation_id].status != "closed")]
+    rendered = dict(zip((e.conversation_id for e, _ in rows), views([c for _, c in rows])))
+    shown, last, left_over = paging.take(rows, limit, lambda row: rendered[row[0].conversation_id])
+    if left_over:
+        last_entry = last[0]
+    elif len(entries) > limit:
+        last_entry = page[-1]
+    else:
+        return shown, None
+    position = last_entry.created_at if include_closed else last_entry.opened_at
+    return shown, paging.encode_cursor([int(position), last_entry.conversation_id])
 
 
-def _agent_load(identity: Identity, conversation_id: Any) -> Conversation:
-    if not identity.is_agent:
-        raise forbidden("agents_only", "only agents can do that")
-    return load(identity, conversation_id)
+def _batch_get(conversation_ids: Iterable[str]) -> List[Conversation]:
+    wanted = list(conversation_ids)
+    return list(Conversation.batch_get(wanted)) if wanted else []
+
+
+def pages_of(identity: Identity, conversation_id: Any) -> Dict[str, Any]:
+    """The visitor's recent pages (agents)."""
+    conversation = _agent_load(identity, conversation_id)
+    visitor = _visitor_of(conversation)
+    pages = [as_dict(p) for p in (visitor.pages or [])] if visitor else []
+    return {"type": "pages", "conversation_id": conversation.conversation_id,
+            "visitor_id": conversation.visitor_id, "pages": pages}

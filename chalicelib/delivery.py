@@ -4,12 +4,16 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import threading
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Iterable, List, Optional
 
 from chalicelib.config import settings
 
 log = logging.getLogger("kefu.delivery")
+
+MAX_POST_BYTES = 128 * 1024  # API Gateway's limit for one post_to_connection
 
 _endpoint_from_event: Optional[str] = None
 
@@ -46,22 +50,45 @@ def encode(frame: Dict[str, Any]) -> bytes:
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def post(connection_id: str, frame: Dict[str, Any]) -> bool:
-    """Post one frame. Returns False when the connection is gone (HTTP 410)."""
+# What became of a post. Only GONE means the connection no longer exists.
+DELIVERED, GONE, TOO_LARGE, FAILED = "delivered", "gone", "too_large", "failed"
+
+# Outcomes since the function started, for logs and metrics: a post that fails is counted, never
+# taken for delivered.
+stats: Counter = Counter()
+_stats_lock = threading.Lock()
+
+
+def _count(outcome: str) -> str:
+    with _stats_lock:
+        stats[outcome] += 1
+    return outcome
+
+
+def post(connection_id: str, frame: Dict[str, Any]) -> str:
+    """Post one frame; returns DELIVERED, GONE (HTTP 410), TOO_LARGE or FAILED."""
     endpoint = management_endpoint()
     if endpoint is None:
-        log.warning("no management endpoint configured; dropping frame for %s", connection_id)
-        return True
+        log.error("no management endpoint configured; frame for %s not delivered", connection_id)
+        return _count(FAILED)
+    data = encode(frame)
+    if len(data) > MAX_POST_BYTES:
+        log.error("frame of %d bytes (%s) for %s is over API Gateway's limit; not delivered",
+                  len(data), frame.get("type"), connection_id)
+        return _count(TOO_LARGE)
     client = _client(endpoint)
     try:
-        client.post_to_connection(ConnectionId=connection_id, Data=encode(frame))
-        return True
+        client.post_to_connection(ConnectionId=connection_id, Data=data)
+        return _count(DELIVERED)
     except client.exceptions.GoneException:
-        return False
+        return _count(GONE)
+    except client.exceptions.PayloadTooLargeException:
+        log.error("API Gateway refused a %d-byte frame for %s as too large", len(data), connection_id)
+        return _count(TOO_LARGE)
     except Exception:
-        # A failed push loses nothing: the message is stored and the client's sync fetches it.
+        # A failed push loses no message: it is stored and the client's sync fetches it.
         log.exception("post_to_connection failed for %s", connection_id)
-        return True
+        return _count(FAILED)
 
 
 def post_many(connection_ids: Iterable[str], frame: Dict[str, Any]) -> List[str]:
@@ -70,9 +97,9 @@ def post_many(connection_ids: Iterable[str], frame: Dict[str, Any]) -> List[str]
     if not targets:
         return []
     if len(targets) == 1:
-        return [] if post(targets[0], frame) else [targets[0]]
+        return targets if post(targets[0], frame) == GONE else []
     results = _pool().map(lambda cid: (cid, post(cid, frame)), targets)
-    return [cid for cid, alive in results if not alive]
+    return [cid for cid, outcome in results if outcome == GONE]
 
 
 def close(connection_id: str) -> None:

@@ -71,8 +71,10 @@ def agent_session(request: Any) -> Dict[str, Any]:
 
 def list_conversations(request: Any) -> Dict[str, Any]:
     identity = from_authorization_header(_header(request, "authorization"))
-    include_closed = (request.query_params or {}).get("include_closed") == "true"
-    return {"conversations": conversations.list_for_agent(identity, include_closed)}
+    params = request.query_params or {}
+    page, next_cursor = conversations.list_for_agent(identity, params.get("include_closed") == "true",
+                                                     params.get("cursor"), _int_param(params, "limit", None))
+    return {"conversations": page, "next_cursor": next_cursor}
 
 
 def post_message(request: Any, conversation_id: str) -> Dict[str, Any]:

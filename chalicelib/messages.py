@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Optional
 
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import DeleteError, PutError, UpdateError
 
-from chalicelib import clock, connections, conversations, ids
+from chalicelib import clock, connections, conversations, ids, paging
 from chalicelib.config import settings
-from chalicelib.errors import KefuError, is_condition_failure, bad_request, conflict, forbidden, too_large
+from chalicelib.errors import is_condition_failure, bad_request, conflict, forbidden, too_large
 from chalicelib.models import Conversation, Message, Site, as_dict
 from chalicelib.tokens import Identity
 
@@ -23,6 +23,8 @@ _CLIENT_MSG_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 # A send that crashed between its writes leaves its message without a seq; a retry older
 # than this takes it over instead of answering "in progress".
 PENDING_TAKEOVER_SECONDS = 10
+# The conversation keeps a preview of its last message; short, so the item stays under 1 KB.
+PREVIEW_CHARS = 80
 
 
 def _check_send_fields(client_msg_id: Any, text: Any, attachment: Any) -> Optional[str]:
@@ -76,7 +78,11 @@ def ack_frame(message: Message, duplicate: bool = False) -> Dict[str, Any]:
 
 
 def send(identity: Identity, payload: Dict[str, Any], sender_connection: Optional[str] = None) -> Dict[str, Any]:
-    """Store a message and deliver it. Returns the ack frame (the original one for a retry)."""
+    """Store a message and deliver it. Returns the ack frame (the original one for a retry).
+
+    A visitor's message to a closed conversation is never refused: it reopens the conversation,
+    or lands in the visitor's current one; the ack's ``conversation_id`` says where.
+    """
     conversation_id = payload.get("conversation_id")
     conversations.check_access(identity, conversation_id)
     client_msg_id = payload.get("client_msg_id")
@@ -86,7 +92,17 @@ def send(identity: Identity, payload: Dict[str, Any], sender_connection: Optiona
         from chalicelib import attachments  # oss2 only on the attachment path
 
         attachment = attachments.accept(identity, conversation_id, payload["attachment"])
+    for _ in range(3):
+        result = _store(identity, conversation_id, client_msg_id, text, attachment, sender_connection)
+        if isinstance(result, dict):
+            return result
+        conversation_id = result  # it landed elsewhere (or was reopened): store it there
+    raise conflict("conversation_changed", "the conversation keeps changing; retry")
 
+
+def _store(identity: Identity, conversation_id: str, client_msg_id: str, text: Optional[str],
+           attachment: Optional[Dict[str, Any]], sender_connection: Optional[str]) -> Any:
+    """The ack, or the id of the conversation to try again (a visitor's closed conversation)."""
     message = Message(
         conversation_id,
         client_msg_id,
@@ -109,15 +125,22 @@ def send(identity: Identity, payload: Dict[str, Any], sender_connection: Optiona
             return ack_frame(message, duplicate=True)
         if clock.now() * 1000 - message.created_at < PENDING_TAKEOVER_SECONDS * 1000:
             raise conflict("send_in_progress", "that message is still being stored; retry shortly")
+        # Its first writer died: take it over. Stored now, so it is dated now (sync's gap rule
+        # relies on a message's date being no older than the invocation that gave it its seq).
+        message.created_at = int(clock.now() * 1000)
 
     conversation = _next_seq(identity, conversation_id, message)
+    if isinstance(conversation, str):
+        return conversation
     seq = int(conversation.last_seq)
     try:
-        message.update(actions=[Message.seq.set(seq)], condition=Message.seq.does_not_exist())
+        message.update(actions=[Message.seq.set(seq), Message.created_at.set(message.created_at)],
+                       condition=Message.seq.does_not_exist())
     except UpdateError as exc:
         if not is_condition_failure(exc):
             raise
-        # A concurrent retry of this same message won; answer with its seq.
+        # A concurrent retry of this same message won: our seq stays empty, so say so for good.
+        write_gap(conversation_id, seq)
         message = Message.get(conversation_id, client_msg_id, consistent_read=True)
         return ack_frame(message, duplicate=True)
 
@@ -129,7 +152,13 @@ def send(identity: Identity, payload: Dict[str, Any], sender_connection: Optiona
     return ack_frame(message)
 
 
-def _next_seq(identity: Identity, conversation_id: str, message: Message) -> Conversation:
+def _next_seq(identity: Identity, conversation_id: str, message: Message) -> Any:
+    """Take the next seq (ADD on the conversation, with the access check as its condition).
+
+    Returns the updated conversation, or, for a visitor writing to a closed conversation, the id of
+    the conversation to store it in instead (reopened, or the visitor's current one). A refused
+    message is removed, so nothing of it stays stored.
+    """
     conversation = Conversation(conversation_id)
     condition = (
         Conversation.conversation_id.exists()
@@ -138,7 +167,7 @@ def _next_seq(identity: Identity, conversation_id: str, message: Message) -> Con
     )
     if not identity.is_agent:
         condition &= Conversation.visitor_id == identity.subject
-    preview = (message.text or as_dict(message.attachment).get("name") or "")[:140]
+    preview = (message.text or as_dict(message.attachment).get("name") or "")[:PREVIEW_CHARS]
     try:
         conversation.update(
             actions=[
@@ -151,19 +180,33 @@ def _next_seq(identity: Identity, conversation_id: str, message: Message) -> Con
     except UpdateError as exc:
         if not is_condition_failure(exc):
             raise
-        message.delete(condition=Message.seq.does_not_exist())
-        raise _why_refused(identity, conversation_id)
+        _discard_pending(message)
+        current = conversations.load(identity, conversation_id)  # raises the refusal that applies
+        if current.status != "closed":
+            raise forbidden("not_in_conversation", "you are not in that conversation")
+        if identity.is_agent:
+            raise conflict("conversation_closed", "the conversation is closed")
+        return conversations.landing_for_visitor(identity, current)
     return conversation
 
 
-def _why_refused(identity: Identity, conversation_id: str) -> KefuError:
+def _discard_pending(message: Message) -> None:
     try:
-        conversation = conversations.load(identity, conversation_id)
-    except KefuError as exc:
-        return exc
-    if conversation.status == "closed":
-        return conflict("conversation_closed", "the conversation is closed")
-    return forbidden("not_in_conversation", "you are not in that conversation")
+        message.delete(condition=Message.seq.does_not_exist())
+    except DeleteError as exc:
+        if not is_condition_failure(exc):  # a concurrent retry stored it meanwhile: keep it
+            raise
+
+
+def write_gap(conversation_id: str, seq: int) -> None:
+    """A tombstone for a seq that will never hold a message, so no client waits for it."""
+    tombstone = Message(conversation_id, f"~gap.{seq}", message_id=f"gap.{seq}", seq=seq, sender_role="system",
+                        sender_id="kefu", gap=True, created_at=int(clock.now() * 1000))
+    try:
+        tombstone.save(condition=Message.client_msg_id.does_not_exist())
+    except PutError as exc:
+        if not is_condition_failure(exc):
+            raise
 
 
 def _recipients(site: Site, conversation: Conversation) -> List[str]:
@@ -171,7 +214,11 @@ def _recipients(site: Site, conversation: Conversation) -> List[str]:
 
 
 def sync(identity: Identity, conversation_id: Any, after_seq: Any, limit: Any = None) -> Dict[str, Any]:
-    """Messages after ``after_seq`` in seq order, one page; ``has_more`` says whether to ask again."""
+    """Messages after ``after_seq`` in seq order, one page that fits a frame (docs/protocol.md).
+
+    Seqs that will never hold a message are listed in ``gaps``; an empty seq whose writer may
+    still be alive is skipped over without being listed (its push or a later sync brings it).
+    """
     if isinstance(after_seq, bool) or not isinstance(after_seq, int):
         raise bad_request("invalid_after_seq", "after_seq must be an integer")
     page = settings().sync_page
@@ -183,16 +230,56 @@ def sync(identity: Identity, conversation_id: Any, after_seq: Any, limit: Any = 
     last_seq = int(conversation.last_seq or 0)
     if not 0 <= after_seq <= last_seq:
         raise bad_request("seq_out_of_range", f"after_seq must be between 0 and {last_seq}")
-    found = list(
-        Message.seq_index.query(conversation_id, Message.seq > after_seq, limit=page + 1, consistent_read=True)
-    )
+    found = Message.seq_index.query(conversation_id, Message.seq > after_seq, limit=page + 1, consistent_read=True)
+    dead_before = (clock.now() - settings().seq_gap_seconds) * 1000
+    views: List[Dict[str, Any]] = []
+    gaps: List[int] = []
+    used = 0
+    covered = after_seq  # every seq up to here is in this page (or in flight)
+    has_more = False
+    examined = 0
+    for message in found:
+        examined += 1
+        seq = int(message.seq)
+        if seq > covered + 1 and message.created_at < dead_before:
+            gaps.extend(_fill_gaps(conversation_id, covered + 1, seq))
+        if message.gap:
+            gaps.append(seq)
+        else:
+            shown = message_view(message)
+            size = paging.encoded_size(shown) + 1
+            if len(views) >= page or (views and used + size > paging.PAGE_BYTES):
+                has_more = True
+                break
+            views.append(shown)
+            used += size
+        covered = seq
+    else:
+        if examined > page:
+            has_more = True
+        elif covered < last_seq and conversation.updated_at < dead_before:
+            # the newest numbers are empty and their writers are gone
+            gaps.extend(_fill_gaps(conversation_id, covered + 1, last_seq + 1))
+            covered = last_seq
     return {
         "type": "messages",
         "conversation_id": conversation_id,
-        "messages": [message_view(m) for m in found[:page]],
-        "has_more": len(found) > page,
+        "messages": views,
+        "gaps": sorted(set(gaps)),
+        "has_more": has_more,
+        "next_after_seq": covered,
         "last_seq": last_seq,
     }
+
+
+MAX_GAPS_FILLED = 100
+
+
+def _fill_gaps(conversation_id: str, first: int, end: int) -> List[int]:
+    filled = list(range(first, min(end, first + MAX_GAPS_FILLED)))
+    for seq in filled:
+        write_gap(conversation_id, seq)
+    return filled
 
 
 def mark_read(identity: Identity, conversation_id: Any, seq: Any,

@@ -15,7 +15,13 @@ from pynamodb.attributes import (
     NumberAttribute,
     UnicodeAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, LocalSecondaryIndex
+from pynamodb.indexes import (
+    AllProjection,
+    GlobalSecondaryIndex,
+    IncludeProjection,
+    KeysOnlyProjection,
+    LocalSecondaryIndex,
+)
 from pynamodb.models import Model
 
 from chalicelib.config import settings
@@ -38,7 +44,11 @@ def _meta(name: str) -> Type:
 
 
 class Site(Model):
-    """A tenant. Also holds the live roster of its agents' connections (read once per message)."""
+    """A tenant. Also holds the live roster of its agents' connections (read once per message).
+
+    Agents' loads are not stored: they are counted from the open-conversations index when an
+    assignment is made, so no race can make them drift.
+    """
 
     Meta = _meta("sites")
     site_id = UnicodeAttribute(hash_key=True)
@@ -50,8 +60,6 @@ class Site(Model):
     created_at = NumberAttribute()
     # connection id -> agent id, for every live agent connection of the site
     agent_conns = MapAttribute(default=dict)
-    # agent id -> number of open conversations assigned to that agent
-    agent_load = MapAttribute(default=dict)
 
 
 class Agent(Model):
@@ -65,6 +73,9 @@ class Agent(Model):
 
 
 class Visitor(Model):
+    """Who a visitor is and what they browse: everything about them that grows lives here, so the
+    conversation item, rewritten by every message, stays small."""
+
     Meta = _meta("visitors")
     site_id = UnicodeAttribute(hash_key=True)
     visitor_id = UnicodeAttribute(range_key=True)
@@ -72,30 +83,49 @@ class Visitor(Model):
     attributes = MapAttribute(default=dict)
     verified = BooleanAttribute(default=False)
     conversation_id = UnicodeAttribute(null=True)
+    current_page = MapAttribute(null=True)
+    pages = ListAttribute(default=list)  # the most recent pages, bounded (chalicelib/tracking.py)
+    page_count = NumberAttribute(default=0)
     created_at = NumberAttribute()
     last_seen_at = NumberAttribute()
 
 
-class SiteUpdatedIndex(GlobalSecondaryIndex):
-    """A site's conversations, most recently active first (agent console, queue)."""
+class SiteOpenIndex(GlobalSecondaryIndex):
+    """A site's open conversations, oldest opened first: the queue and the agents' lists.
+
+    Sparse (``open_site_id`` is removed on close), so reads track the open count, never the
+    history. Only attributes that change on assignment are projected: a message, a read mark or
+    a heartbeat rewrites the conversation without writing to this index.
+    """
 
     class Meta:
-        index_name = "site-updated-index"
-        projection = AllProjection()
+        index_name = "site-open-index"
+        projection = IncludeProjection(["status", "agent_id", "visitor_id"])
+
+    open_site_id = UnicodeAttribute(hash_key=True)
+    opened_at = NumberAttribute(range_key=True)
+
+
+class SiteCreatedIndex(GlobalSecondaryIndex):
+    """All of a site's conversations, newest first (history). Keys only: never written per message."""
+
+    class Meta:
+        index_name = "site-created-index"
+        projection = KeysOnlyProjection()
 
     site_id = UnicodeAttribute(hash_key=True)
-    updated_at = NumberAttribute(range_key=True)
+    created_at = NumberAttribute(range_key=True)
 
 
 class Conversation(Model):
+    """Rewritten by every message (the seq counter), so kept under 1 KB: fixed-size fields, a
+    140-character preview and at most ``MAX_VISITOR_CONNECTIONS`` connection ids."""
+
     Meta = _meta("conversations")
     conversation_id = UnicodeAttribute(hash_key=True)
     site_id = UnicodeAttribute()
     visitor_id = UnicodeAttribute()
-    visitor_name = UnicodeAttribute(null=True)
-    visitor_attributes = MapAttribute(default=dict)
-    visitor_verified = BooleanAttribute(default=False)
-    status = UnicodeAttribute()  # queued | assigned | closed
+    status = UnicodeAttribute()  # new | queued | assigned | closed ("new": being created)
     agent_id = UnicodeAttribute(null=True)
     last_seq = NumberAttribute(default=0)
     last_text = UnicodeAttribute(null=True)
@@ -103,12 +133,16 @@ class Conversation(Model):
     agent_read_seq = NumberAttribute(default=0)
     # connection id -> connected-at, for every live connection of the visitor
     visitor_conns = MapAttribute(default=dict)
-    current_page = MapAttribute(null=True)
-    pages = ListAttribute(default=list)
-    page_count = NumberAttribute(default=0)
+    open_site_id = UnicodeAttribute(null=True)  # = site_id while open: the site-open-index key
+    opened_at = NumberAttribute(null=True)  # ms, when it was created or last reopened
+    closed_at = NumberAttribute(null=True)
     created_at = NumberAttribute()
     updated_at = NumberAttribute()
-    site_updated_index = SiteUpdatedIndex()
+    site_open_index = SiteOpenIndex()
+    site_created_index = SiteCreatedIndex()
+
+
+MAX_VISITOR_CONNECTIONS = 20
 
 
 class MessageSeqIndex(LocalSecondaryIndex):
@@ -130,10 +164,11 @@ class Message(Model):
     client_msg_id = UnicodeAttribute(range_key=True)
     message_id = UnicodeAttribute()
     seq = NumberAttribute(null=True)
-    sender_role = UnicodeAttribute()
+    sender_role = UnicodeAttribute()  # visitor | agent | system (gap tombstones)
     sender_id = UnicodeAttribute()
     text = UnicodeAttribute(null=True)
     attachment = MapAttribute(null=True)
+    gap = BooleanAttribute(null=True)  # a tombstone: this seq will never hold a message
     created_at = NumberAttribute()
     seq_index = MessageSeqIndex()
 
@@ -150,9 +185,12 @@ class LastSeenIndex(GlobalSecondaryIndex):
 
 
 class Connection(Model):
+    """A live WebSocket connection, or (role ``requeue``) a timer on the last-seen index: an agent's
+    conversations to re-queue once it comes due, unless the agent is back (chalicelib/sweep.py)."""
+
     Meta = _meta("connections")
     connection_id = UnicodeAttribute(hash_key=True)
-    role = UnicodeAttribute()  # visitor | agent
+    role = UnicodeAttribute()  # visitor | agent | requeue
     site_id = UnicodeAttribute()
     subject = UnicodeAttribute()  # visitor id or agent id
     conversation_id = UnicodeAttribute(null=True)  # a visitor's conversation

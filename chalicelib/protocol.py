@@ -11,7 +11,7 @@ import time
 from collections import defaultdict, deque
 from typing import Any, Callable, Deque, Dict, Optional
 
-from chalicelib import connections, conversations, delivery, messages, tracking
+from chalicelib import connections, conversations, delivery, messages, requeue, tracking
 from chalicelib.config import settings
 from chalicelib.errors import KefuError, bad_request, forbidden, rate_limited, too_large
 from chalicelib.sites import check_origin, get_site
@@ -55,7 +55,12 @@ def _check_console_origin(origin: Optional[str]) -> None:
 
 
 def disconnect(connection_id: str) -> None:
-    connections.drop(connection_id)
+    identity = connections.identify(connection_id)
+    if identity is not None and identity.is_agent:
+        # Before the drop, so no failure after it can lose the hand-over; a reload within the
+        # grace period finds the agent back online and changes nothing.
+        requeue.schedule(identity.site_id, identity.subject, settings().agent_requeue_grace)
+    connections.drop(connection_id, identity)
 
 
 _recent_sends: Dict[str, Deque[float]] = defaultdict(deque)
@@ -110,9 +115,9 @@ def _state(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dic
     state: Dict[str, Any] = {"type": "state", "role": identity.role, "id": identity.subject,
                              "connection_id": connection_id, "agents_online": connections.online_agents(site)}
     if identity.is_agent:
-        state["conversations"] = conversations.list_for_agent(identity)
+        state["conversations"], state["next_cursor"] = conversations.list_for_agent(identity)
     else:
-        state["conversation"] = conversations.public_view(conversations.load(identity, identity.conversation_id))
+        state["conversation"] = conversations.view(conversations.load(identity, identity.conversation_id))
     return state
 
 
@@ -120,7 +125,12 @@ def _list(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict
     include_closed = frame.get("include_closed", False)
     if not isinstance(include_closed, bool):
         raise bad_request("invalid_include_closed", "include_closed must be true or false")
-    return {"type": "conversations", "conversations": conversations.list_for_agent(identity, include_closed)}
+    page, next_cursor = conversations.list_for_agent(identity, include_closed, frame.get("cursor"), frame.get("limit"))
+    return {"type": "conversations", "conversations": page, "next_cursor": next_cursor}
+
+
+def _pages(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    return conversations.pages_of(identity, frame.get("conversation_id"))
 
 
 def _claim(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
@@ -151,6 +161,7 @@ ACTIONS: Dict[str, Callable[[Identity, Dict[str, Any], str], Optional[Dict[str, 
     "page_view": _page_view,
     "state": _state,
     "list": _list,
+    "pages": _pages,
     "claim": _claim,
     "transfer": _transfer,
     "close": _close,
@@ -196,5 +207,11 @@ def message(connection_id: str, body: Any) -> None:
         return
     if req is not None:
         reply["req"] = req
-    if not delivery.post(connection_id, reply):
+    outcome = delivery.post(connection_id, reply)
+    if outcome == delivery.TOO_LARGE:
+        outcome = delivery.post(connection_id, {"type": "error", "code": "reply_too_large", "req": req,
+                                                "message": "the reply is over API Gateway's 128 KB limit"})
+    if outcome == delivery.GONE:
         connections.drop(connection_id)
+    elif reply.get("code") == "connection_unknown":
+        delivery.close(connection_id)  # the protocol's answer is "reconnect": make it happen

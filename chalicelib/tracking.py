@@ -1,18 +1,24 @@
-"""Visitor tracking: the page a visitor is on, shown live to the site's agents."""
+"""Visitor tracking: the page a visitor is on, shown live to the site's agents.
+
+Pages are kept on the visitor item (current page, a count, the last few pages), never on the
+conversation, which every message rewrites.
+"""
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, List
 
-from pynamodb.exceptions import UpdateError
+from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.expressions.condition import size
 
 from chalicelib import clock, connections
-from chalicelib.errors import bad_request, forbidden, not_found
-from chalicelib.models import Conversation, Site
+from chalicelib.errors import bad_request, conflict, forbidden, is_condition_failure, not_found
+from chalicelib.models import Site, Visitor, as_dict
 from chalicelib.tokens import Identity
 
-MAX_PAGES_KEPT = 50
+PAGES_KEPT = 10
 _LIMITS = {"url": 2048, "title": 300, "referrer": 2048}
+# What a page keeps in the visitor's history (the current page keeps everything).
+_KEPT_IN_HISTORY = {"url": 512, "title": 120}
 
 
 def page_view(identity: Identity, payload: Dict[str, Any]) -> Dict[str, Any]:
@@ -27,20 +33,37 @@ def page_view(identity: Identity, payload: Dict[str, Any]) -> Dict[str, Any]:
             raise bad_request(f"invalid_{field}", f"{field} must be a string of at most {limit} characters")
         page[field] = value
     page["at"] = int(clock.now() * 1000)
-    conversation = Conversation(identity.conversation_id)
-    base = [Conversation.current_page.set(page), Conversation.page_count.add(1)]
-    owned = Conversation.conversation_id.exists() & (Conversation.visitor_id == identity.subject)
-    try:
-        conversation.update(
-            actions=base + [Conversation.pages.set(Conversation.pages.append([page]))],
-            condition=owned & (size(Conversation.pages) < MAX_PAGES_KEPT),
-        )
-    except UpdateError:
-        try:  # the history is full (or new): keep only the current page and count it
-            conversation.update(actions=base + [Conversation.pages.set([page])], condition=owned)
-        except UpdateError:
-            raise not_found("conversation_not_found", "no such conversation")
+    _record(identity, page)
     frame = {"type": "page_view", "conversation_id": identity.conversation_id,
              "visitor_id": identity.subject, "page": page}
     connections.push(connections.agent_connections(Site.get(identity.site_id)), frame)
     return frame
+
+
+def _record(identity: Identity, page: Dict[str, Any]) -> None:
+    visitor = Visitor(identity.site_id, identity.subject)
+    kept = {k: v[:_KEPT_IN_HISTORY[k]] for k, v in page.items() if k in _KEPT_IN_HISTORY}
+    kept["at"] = page["at"]
+    base = [Visitor.current_page.set(page), Visitor.page_count.add(1), Visitor.last_seen_at.set(int(clock.now()))]
+    exists = Visitor.visitor_id.exists()
+    try:  # the usual case: room left in the history
+        visitor.update(actions=base + [Visitor.pages.set(Visitor.pages.append([kept]))],
+                       condition=exists & (size(Visitor.pages) < PAGES_KEPT))
+        return
+    except UpdateError as exc:
+        if not is_condition_failure(exc):
+            raise
+    for _ in range(3):  # full: drop the oldest, guarded by the count so concurrent views both land
+        try:
+            visitor.refresh(consistent_read=True)
+        except DoesNotExist:
+            raise not_found("visitor_not_found", "no such visitor")
+        history: List[Dict[str, Any]] = [as_dict(p) for p in (visitor.pages or [])]
+        try:
+            visitor.update(actions=base + [Visitor.pages.set((history + [kept])[-PAGES_KEPT:])],
+                           condition=Visitor.page_count == (visitor.page_count or 0))
+            return
+        except UpdateError as exc:
+            if not is_condition_failure(exc):
+                raise
+    raise conflict("page_view_conflict", "too many page views at once; retry")

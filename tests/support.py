@@ -6,6 +6,7 @@ import json
 import pathlib
 import secrets
 import threading
+import time
 from typing import Any, Dict, List, NamedTuple, Optional
 
 import pytest
@@ -56,6 +57,9 @@ class FakeManagementApi:
         class GoneException(Exception):
             pass
 
+        class PayloadTooLargeException(Exception):
+            pass
+
     def __init__(self) -> None:
         self.frames: Dict[str, List[Dict[str, Any]]] = {}
         self.gone: set = set()
@@ -65,6 +69,8 @@ class FakeManagementApi:
     def post_to_connection(self, ConnectionId: str, Data: bytes) -> None:
         if ConnectionId in self.gone:
             raise self.exceptions.GoneException("410")
+        if len(Data) > 128 * 1024:
+            raise self.exceptions.PayloadTooLargeException("413")
         with self.lock:
             self.frames.setdefault(ConnectionId, []).append(json.loads(Data))
 
@@ -94,6 +100,19 @@ def aws():
         connections.forget_cache()
         protocol._recent_sends.clear()
         yield
+
+
+@pytest.fixture
+def timeline(monkeypatch):
+    """A movable clock for the app: call it with seconds to move time forward."""
+    from chalicelib import clock
+
+    state = {"now": time.time()}
+    monkeypatch.setattr(clock, "now", lambda: state["now"])
+
+    def advance(seconds):
+        state["now"] += seconds
+    return advance
 
 
 @pytest.fixture

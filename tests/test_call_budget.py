@@ -1,20 +1,60 @@
-"""The per-message DynamoDB budget of docs/dynamodb.md, measured: no Scan, <= 1 read, <= 3 writes."""
+"""The DynamoDB budget of docs/dynamodb.md, measured in calls and in billed units (item sizes,
+index writes included): per text message at most 1 read unit, 4 write units, no Scan."""
 from __future__ import annotations
 
-from bench.metering import counting
+from bench.metering import counting, item_size
+from chalicelib.models import Conversation, Visitor
+
+PAGE = {"action": "page_view", "url": "https://shop.example/products/teapots/yixing-clay-teapot-200ml?ref=home",
+        "title": "Yixing clay teapot, 200 ml | Shop", "referrer": "https://www.example-search.com/?q=teapot"}
 
 
-def test_send_costs_one_read_three_writes(harness):
+def _raw_item(model, *key):
+    return model.get(*key).serialize()
+
+
+def test_send_costs_one_read_unit_and_four_write_units(harness):
     site, agent, agent_conn, visitor, visitor_conn = harness.chat()
     cid = visitor["conversation_id"]
-    harness.reply(visitor_conn, {"action": "send", "conversation_id": cid, "client_msg_id": "warm", "text": "x"})
+    for _ in range(50):  # an ordinary visit: many pages, read marks, a preview of the last message
+        harness.reply(visitor_conn, PAGE)
+    harness.reply(visitor_conn, {"action": "send", "conversation_id": cid, "client_msg_id": "warm", "text": "x" * 200})
     with counting() as calls:
         for i in range(5):
             for conn in (visitor_conn, agent_conn):
-                ack = harness.reply(conn, {"action": "send", "conversation_id": cid, "client_msg_id": f"{conn[:6]}{i}".replace("=", ""), "text": "x"})
+                ack = harness.reply(conn, {"action": "send", "conversation_id": cid,
+                                           "client_msg_id": f"{conn[:6]}{i}".replace("=", ""),
+                                           "text": "您好，我想问一下这个紫砂茶壶什么时候发货？" * 3})
                 assert ack["type"] == "ack"
     assert calls.scans == 0
     assert calls.reads == 10 and calls.writes == 30, calls.by_operation()
+    assert calls.read_units <= 10 * 1 and calls.write_units <= 10 * 4, calls.units()
+    assert item_size(_raw_item(Conversation, cid)) < 1024
+
+
+def test_page_views_never_grow_the_conversation(harness):
+    site, agent, agent_conn, visitor, visitor_conn = harness.chat()
+    cid = visitor["conversation_id"]
+    before = item_size(_raw_item(Conversation, cid))
+    for i in range(60):
+        harness.reply(visitor_conn, {**PAGE, "url": f"{PAGE['url']}&page={i}"})
+    assert item_size(_raw_item(Conversation, cid)) == before
+    stored = Visitor.get(site.site_id, visitor["visitor_id"])
+    assert stored.page_count == 60 and len(stored.pages) == 10
+    assert stored.pages[-1]["url"].endswith("&page=59")  # the newest kept, the oldest dropped
+    assert item_size(_raw_item(Visitor, site.site_id, visitor["visitor_id"])) < 4096
+
+
+def test_the_worst_conversation_item_is_bounded(harness):
+    site = harness.site()
+    agent = harness.agent(site.site_id)
+    agent_conn, _ = harness.connect(agent["token"])
+    visitor = harness.visitor(site.site_id, name="名" * 100, attributes={"plan": "x" * 3000})
+    conns = [harness.connect(visitor["token"])[0] for _ in range(20)]
+    assert harness.connect(visitor["token"])[1] == 429  # the 21st connection
+    harness.reply(conns[0], {"action": "send", "conversation_id": visitor["conversation_id"],
+                             "client_msg_id": "long", "text": "长" * 4000})
+    assert item_size(_raw_item(Conversation, visitor["conversation_id"])) < 2048
 
 
 def test_retry_costs_no_new_message_writes(harness):
@@ -27,6 +67,7 @@ def test_retry_costs_no_new_message_writes(harness):
         assert harness.reply(conn, frame)["duplicate"] is True
     # one refused conditional put, one read of the original
     assert (calls.reads, calls.writes) == (1, 1), calls.by_operation()
+    assert calls.write_units == 1 and calls.read_units == 1
 
 
 def test_ping_writes_at_most_once_per_interval(harness):
@@ -37,3 +78,22 @@ def test_ping_writes_at_most_once_per_interval(harness):
         for _ in range(20):
             assert harness.reply(conn, {"action": "ping"})["type"] == "pong"
     assert calls.writes == 0 and calls.reads == 0  # connected moments ago: nothing to refresh
+
+
+def test_agent_connect_reads_track_open_conversations_not_history(harness):
+    site = harness.site()
+    agent = harness.agent(site.site_id)
+    conn, _ = harness.connect(agent["token"])
+    for i in range(40):
+        visitor = harness.visitor(site.site_id)
+        if i >= 3:
+            harness.reply(conn, {"action": "close", "conversation_id": visitor["conversation_id"]})
+    harness.disconnect(conn)
+    with counting() as calls:
+        conn, status = harness.connect(agent["token"])
+        state = harness.reply(conn, {"action": "state"})
+    assert status == 200 and len(state["conversations"]) == 3
+    assert calls.scans == 0
+    # $connect: the site and the open index (3 entries, to hand out queued ones); state: the site,
+    # the open index, 3 conversations and their 3 visitors. Never the 37 closed ones.
+    assert calls.items_read == (1 + 3) + (1 + 3 + 3 + 3), calls.by_operation()

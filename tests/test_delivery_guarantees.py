@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 from botocore.stub import Stubber
 
-from chalicelib import delivery
+from chalicelib import connections, delivery
 from chalicelib.models import Connection, Message
 
 
@@ -90,13 +90,14 @@ def test_sync_after_outage_returns_exactly_the_missed_messages(harness):
     assert [m["seq"] for m in got] == list(range(4, 124))
 
 
-def test_gone_connection_is_removed_and_message_still_stored(harness):
+def test_gone_connection_is_removed_and_message_still_stored(harness, timeline):
     site = harness.site()
     agent = harness.agent(site.site_id)
     dead_agent_conn, _ = harness.connect(agent["token"])
     live_agent_conn, _ = harness.connect(agent["token"])
     visitor = harness.visitor(site.site_id)
     conn, _ = harness.connect(visitor["token"])
+    timeline(connections.CONNECT_WINDOW_SECONDS + 1)  # past $connect: a 410 now means gone
     harness.mgmt.gone.add(dead_agent_conn)
     ack = _send(harness, conn, visitor["conversation_id"], "c1", "anyone?")
     assert ack["seq"] == 1
@@ -119,8 +120,8 @@ def test_real_boto3_client_410_is_reported_as_gone(monkeypatch):
     stubber.add_response("post_to_connection", {})
     monkeypatch.setattr(delivery, "_client", lambda endpoint: client)
     with stubber:
-        assert delivery.post("gone=", {"type": "pong"}) is False
-        assert delivery.post("alive=", {"type": "pong"}) is True
+        assert delivery.post("gone=", {"type": "pong"}) == delivery.GONE
+        assert delivery.post("alive=", {"type": "pong"}) == delivery.DELIVERED
     stubber.assert_no_pending_responses()
 
 

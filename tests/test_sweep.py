@@ -6,20 +6,9 @@ import time
 import pytest
 
 from bench.metering import counting
-from chalicelib import clock, connections, sweep
+from chalicelib import clock, connections, conversations, sweep
 from chalicelib.config import settings
 from chalicelib.models import Connection, Conversation, Site, as_dict
-
-
-@pytest.fixture
-def timeline(monkeypatch):
-    """A movable clock for the app (the sweep's cutoff and every heartbeat)."""
-    state = {"now": time.time()}
-    monkeypatch.setattr(clock, "now", lambda: state["now"])
-
-    def advance(seconds):
-        state["now"] += seconds
-    return advance
 
 
 def _setup(harness):
@@ -80,7 +69,7 @@ def test_dead_agents_conversation_is_requeued_and_visitor_told(harness, timeline
     frames = harness.mgmt.frames[visitor_conn]
     assert any(f["type"] == "presence" and f["role"] == "agent" and f["status"] == "offline" for f in frames)
     assert any(f["type"] == "conversation" and f["event"] == "queued" for f in frames)
-    assert as_dict(Site.get(site.site_id).agent_load).get(agent["agent_id"]) == 0
+    assert conversations.agent_loads(site.site_id)[agent["agent_id"]] == 0
 
 
 def test_dead_agents_conversation_goes_to_a_live_colleague(harness, timeline):
