@@ -34,8 +34,12 @@ class Settings:
     ws_management_endpoint: Optional[str]
     # KEFU_PUBLIC_WEBSOCKET_URL: the wss:// URL browsers connect to, handed out with every session.
     public_websocket_url: Optional[str]
-    # KEFU_TOKEN_SECRET: key that signs visitor and agent tokens (HS256). Required in the cloud.
-    token_secret: str
+    # KEFU_TOKEN_SECRET: key that signs visitor and agent tokens (HS256). No default: without it
+    # (or with KEFU_TOKEN_SECRET_PARAM naming a missing SSM parameter) no token is issued or
+    # accepted and every such request answers 503 `misconfigured`. The local stack makes one.
+    token_secret: Optional[str]
+    # Why token_secret is missing, for the one log line that says so.
+    token_secret_problem: Optional[str]
     # KEFU_VISITOR_TOKEN_TTL / KEFU_AGENT_TOKEN_TTL: token lifetimes, seconds.
     visitor_token_ttl: int
     agent_token_ttl: int
@@ -97,6 +101,15 @@ def _ssm_values(names: Dict[str, str]) -> Dict[str, str]:
     return {variable: found[name] for variable, name in wanted.items() if name in found}
 
 
+def _why_missing(variable: str, from_ssm: Dict[str, str]) -> Optional[str]:
+    if from_ssm.get(variable) or _str(variable, None):
+        return None
+    param = os.environ.get(f"{variable}_PARAM")
+    if param:
+        return f"{variable} is unset and the SSM parameter {param} named by {variable}_PARAM does not exist"
+    return f"{variable} is unset (and {variable}_PARAM names no SSM parameter)"
+
+
 @functools.lru_cache(maxsize=1)
 def settings() -> Settings:
     from_ssm = _ssm_values({
@@ -114,7 +127,8 @@ def settings() -> Settings:
         ws_management_endpoint=_str("KEFU_WS_MANAGEMENT_ENDPOINT", None),
         public_websocket_url=_str("KEFU_PUBLIC_WEBSOCKET_URL", None),
         # KEFU_TOKEN_SECRET, or KEFU_TOKEN_SECRET_PARAM naming a SecureString in SSM (deployed stages).
-        token_secret=_secret("KEFU_TOKEN_SECRET", "kefu-insecure-development-secret"),
+        token_secret=_secret("KEFU_TOKEN_SECRET", None),
+        token_secret_problem=_why_missing("KEFU_TOKEN_SECRET", from_ssm),
         visitor_token_ttl=_int("KEFU_VISITOR_TOKEN_TTL", 3600),
         agent_token_ttl=_int("KEFU_AGENT_TOKEN_TTL", 12 * 3600),
         connection_ttl=_int("KEFU_CONNECTION_TTL", 2 * 3600 + 600),

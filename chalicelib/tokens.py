@@ -1,6 +1,7 @@
 """Signed, expiring bearer tokens for visitors and agents (JWT, HS256)."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Optional
 
@@ -8,7 +9,10 @@ import jwt
 
 from chalicelib import clock
 from chalicelib.config import settings
-from chalicelib.errors import unauthorized
+from chalicelib.errors import KefuError, unauthorized
+
+log = logging.getLogger("kefu.tokens")
+_said_why: set = set()
 
 ISSUER = "kefu"
 ROLES = ("visitor", "agent")
@@ -26,6 +30,17 @@ class Identity:
         return self.role == "agent"
 
 
+def signing_key() -> str:
+    """The token secret, or a 503 ``misconfigured``: never a default anyone could know."""
+    cfg = settings()
+    if cfg.token_secret:
+        return cfg.token_secret
+    if cfg.token_secret_problem not in _said_why:  # once per warm function, not once per request
+        _said_why.add(cfg.token_secret_problem)
+        log.error("no token secret: %s; refusing to issue or accept tokens", cfg.token_secret_problem)
+    raise KefuError("misconfigured", "the service is not configured to sign tokens", 503)
+
+
 def issue(identity: Identity, ttl_seconds: int) -> tuple[str, int]:
     """Return (token, expires_at epoch seconds)."""
     issued = int(clock.now())
@@ -40,17 +55,18 @@ def issue(identity: Identity, ttl_seconds: int) -> tuple[str, int]:
     }
     if identity.conversation_id:
         claims["cid"] = identity.conversation_id
-    return jwt.encode(claims, settings().token_secret, algorithm="HS256"), expires_at
+    return jwt.encode(claims, signing_key(), algorithm="HS256"), expires_at
 
 
 def verify(token: Optional[str]) -> Identity:
     """Decode a token or raise a 401 KefuError saying why."""
     if not token:
         raise unauthorized("token_missing", "a token is required")
+    key = signing_key()
     try:
         claims = jwt.decode(
             token,
-            settings().token_secret,
+            key,
             algorithms=["HS256"],
             issuer=ISSUER,
             options={"require": ["exp", "iat", "sub", "iss"]},

@@ -62,7 +62,7 @@ class Stack:
         opts = self.options
         port = opts.port or free_port(opts.host)
         base = f"http://{opts.host}:{port}"
-        _cloud_defaults()
+        _cloud_defaults(opts.data_dir)
         dynamodb_endpoint = opts.dynamodb_endpoint or self._start_embedded_dynamodb()
         standins = self._start_upload_standins()
         os.environ.update({
@@ -170,14 +170,28 @@ class Stack:
                 log.exception("stopping %s", stop)
 
 
-def _cloud_defaults() -> None:
+def _cloud_defaults(data_dir: Optional[str]) -> None:
     """Values a cloud deployment gets from its account; locally any will do."""
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     os.environ.setdefault("AWS_REGION", os.environ["AWS_DEFAULT_REGION"])
     os.environ.setdefault("KEFU_TABLE_PREFIX", "kefu-local-")
-    os.environ.setdefault("KEFU_TOKEN_SECRET", secrets.token_hex(32))
+    if not os.environ.get("KEFU_TOKEN_SECRET"):
+        os.environ["KEFU_TOKEN_SECRET"] = _local_token_secret(data_dir)
+
+
+def _local_token_secret(data_dir: Optional[str]) -> str:
+    """A random secret of this machine's own (the functions have no default), kept in the data
+    folder so tokens survive a restart that keeps the data."""
+    if data_dir is None:
+        return secrets.token_hex(32)
+    path = pathlib.Path(data_dir) / "token-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 def banner(info: Dict[str, Any]) -> str:
