@@ -1,13 +1,12 @@
 """REST adapters: JSON in, JSON out, a KefuError becomes a 4xx with its machine-readable code."""
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Callable, Dict, Optional
 
 from chalice import Response
 
-from chalicelib import conversations, delivery, messages, sessions
+from chalicelib import conversations, delivery, jsonio, messages, sessions
 from chalicelib.errors import KefuError, bad_request
 from chalicelib.tokens import from_authorization_header
 
@@ -36,10 +35,7 @@ def _json_body(request: Any) -> Dict[str, Any]:
         raise KefuError("body_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes", 413)
     if not raw:
         return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise bad_request("invalid_json", "the body is not valid JSON")
+    body = jsonio.loads(raw)
     if not isinstance(body, dict):
         raise bad_request("invalid_body", "the body must be a JSON object")
     return body

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 
 from pynamodb.exceptions import DeleteError, PutError, UpdateError
 
-from chalicelib import clock, connections, conversations, ids, paging
+from chalicelib import clock, connections, conversations, ids, jsonio, paging
 from chalicelib.config import settings
 from chalicelib.errors import is_condition_failure, bad_request, conflict, forbidden, too_large
 from chalicelib.models import Conversation, Message, Site, as_dict
@@ -219,8 +219,8 @@ def sync(identity: Identity, conversation_id: Any, after_seq: Any, limit: Any = 
     Seqs that will never hold a message are listed in ``gaps``; an empty seq whose writer may
     still be alive is skipped over without being listed (its push or a later sync brings it).
     """
-    if isinstance(after_seq, bool) or not isinstance(after_seq, int):
-        raise bad_request("invalid_after_seq", "after_seq must be an integer")
+    if not jsonio.is_seq(after_seq):
+        raise bad_request("invalid_after_seq", "after_seq must be a non-negative integer")
     page = settings().sync_page
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= page:
@@ -286,7 +286,7 @@ def mark_read(identity: Identity, conversation_id: Any, seq: Any,
               sender_connection: Optional[str] = None) -> Dict[str, Any]:
     """Move the caller's read mark forward to ``seq`` and send the other side a read receipt."""
     conversations.check_access(identity, conversation_id)
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+    if not jsonio.is_seq(seq):
         raise bad_request("invalid_seq", "seq must be a non-negative integer")
     mark = Conversation.agent_read_seq if identity.is_agent else Conversation.visitor_read_seq
     condition = (

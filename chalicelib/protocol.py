@@ -11,7 +11,7 @@ import time
 from collections import defaultdict, deque
 from typing import Any, Callable, Deque, Dict, Optional
 
-from chalicelib import connections, conversations, delivery, messages, requeue, tracking
+from chalicelib import connections, conversations, delivery, jsonio, messages, requeue, tracking
 from chalicelib.config import settings
 from chalicelib.errors import KefuError, bad_request, forbidden, rate_limited, too_large
 from chalicelib.sites import check_origin, get_site
@@ -20,6 +20,7 @@ from chalicelib.tokens import Identity, verify
 log = logging.getLogger("kefu.protocol")
 
 MAX_FRAME_BYTES = 128 * 1024  # API Gateway's WebSocket payload limit
+MAX_REQ_BYTES = 1024
 
 
 def _header(headers: Optional[Dict[str, str]], name: str) -> Optional[str]:
@@ -173,10 +174,7 @@ def _parse(body: Any) -> Dict[str, Any]:
         raise bad_request("invalid_frame", "a frame is a JSON object")
     if len(body.encode()) > MAX_FRAME_BYTES:
         raise too_large("frame_too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
-    try:
-        frame = json.loads(body)
-    except ValueError:
-        raise bad_request("invalid_json", "the frame is not valid JSON")
+    frame = jsonio.loads(body)
     if not isinstance(frame, dict):
         raise bad_request("invalid_frame", "a frame is a JSON object")
     return frame
@@ -187,6 +185,8 @@ def message(connection_id: str, body: Any) -> None:
     req: Any = None
     try:
         frame = _parse(body)
+        if "req" in frame and len(json.dumps(frame["req"])) > MAX_REQ_BYTES:
+            raise bad_request("invalid_req", f"req is echoed back, so at most {MAX_REQ_BYTES} bytes of JSON")
         req = frame.get("req")
         action = frame.get("action")
         if action is None:

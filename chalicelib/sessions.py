@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib import clock, connections, conversations, ids, tokens
+from chalicelib import clock, connections, conversations, ids, jsonio, tokens
 from chalicelib.config import settings
 from chalicelib.errors import bad_request, too_large, unauthorized
 from chalicelib.models import Agent, Visitor
@@ -34,6 +34,8 @@ def _attributes(body: Dict[str, Any]) -> Dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise bad_request("invalid_attributes", "attributes must be an object")
+    if not jsonio.is_storable(value):
+        raise bad_request("invalid_attributes", "attributes: named fields, finite numbers, nested at most 16 levels")
     if len(json.dumps(value, ensure_ascii=False).encode()) > settings().max_attributes_bytes:
         raise too_large("attributes_too_large", f"attributes are limited to {settings().max_attributes_bytes} bytes of JSON")
     return value

@@ -95,7 +95,7 @@ def identity_hash(secret: str, user_id: str) -> str:
 def check_identity_hash(site: Site, user_id: str, user_hash: Optional[str]) -> None:
     if not isinstance(user_hash, str) or not user_hash:
         raise forbidden("identity_hash_required", "a user_id needs its user_hash")
-    if not hmac.compare_digest(identity_hash(site.secret, user_id), user_hash.lower()):
+    if not hmac.compare_digest(identity_hash(site.secret, user_id).encode(), user_hash.lower().encode()):
         raise forbidden("identity_hash_invalid", "user_hash does not match user_id")
 
 
