@@ -219,8 +219,8 @@ def sync(identity: Identity, conversation_id: Any, after_seq: Any, limit: Any = 
     Seqs that will never hold a message are listed in ``gaps``; an empty seq whose writer may
     still be alive is skipped over without being listed (its push or a later sync brings it).
     """
-    if not jsonio.is_seq(after_seq):
-        raise bad_request("invalid_after_seq", "after_seq must be a non-negative integer")
+    if isinstance(after_seq, bool) or not isinstance(after_seq, int):
+        raise bad_request("invalid_after_seq", "after_seq must be an integer")
     page = settings().sync_page
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= page:
@@ -228,7 +228,7 @@ def sync(identity: Identity, conversation_id: Any, after_seq: Any, limit: Any = 
         page = limit
     conversation = conversations.load(identity, conversation_id)
     last_seq = int(conversation.last_seq or 0)
-    if not 0 <= after_seq <= last_seq:
+    if not jsonio.is_seq(after_seq) or after_seq > last_seq:
         raise bad_request("seq_out_of_range", f"after_seq must be between 0 and {last_seq}")
     found = Message.seq_index.query(conversation_id, Message.seq > after_seq, limit=page + 1, consistent_read=True)
     dead_before = (clock.now() - settings().seq_gap_seconds) * 1000
