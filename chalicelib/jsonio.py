@@ -21,7 +21,7 @@ def loads(raw: Union[str, bytes]) -> Any:
         value = json.loads(raw, parse_constant=_no_constant)
         json.dumps(value, ensure_ascii=False).encode("utf-8")  # lone surrogates cannot be stored
     except (ValueError, RecursionError, UnicodeError):
-        raise bad_request("invalid_json", "not valid JSON (plain JSON text in UTF-8, nested at most a few hundred levels)")
+        raise bad_request("invalid_json", "not valid JSON (plain JSON in UTF-8, nested at most a few hundred levels)")
     return value
 
 

@@ -69,6 +69,10 @@ class Agent(Model):
     agent_id = UnicodeAttribute()
     name = UnicodeAttribute()
     password_hash = UnicodeAttribute()
+    disabled = BooleanAttribute(default=False)
+    # Every agent token carries the version it was issued under; a password change or disabling
+    # bumps it, so earlier tokens stop working (chalicelib/agents.py).
+    token_version = NumberAttribute(default=0)
     created_at = NumberAttribute()
 
 

@@ -35,7 +35,7 @@ def _attributes(body: Dict[str, Any]) -> Dict[str, Any]:
     if not isinstance(value, dict):
         raise bad_request("invalid_attributes", "attributes must be an object")
     if not jsonio.is_storable(value):
-        raise bad_request("invalid_attributes", "attributes: named fields, finite numbers, nested at most 16 levels")
+        raise bad_request("invalid_attributes", "attributes: named fields, finite numbers, at most 16 levels deep")
     if len(json.dumps(value, ensure_ascii=False).encode()) > settings().max_attributes_bytes:
         raise too_large("attributes_too_large", f"attributes are limited to {settings().max_attributes_bytes} bytes of JSON")
     return value
@@ -100,9 +100,10 @@ def agent_session(body: Dict[str, Any]) -> Dict[str, Any]:
     except DoesNotExist:
         verify_password(password, dummy_hash())
         valid = False
-    if not valid:
+    if not valid or agent.disabled:
         raise unauthorized("invalid_credentials", "wrong email or password")
-    identity = tokens.Identity("agent", site.site_id, agent.agent_id)
+    identity = tokens.Identity("agent", site.site_id, agent.agent_id, email=agent.email,
+                               version=int(agent.token_version or 0))
     token, expires_at = tokens.issue(identity, settings().agent_token_ttl)
     return {"token": token, "agent_id": agent.agent_id, "expires_at": expires_at,
             "name": agent.name, "site_id": site.site_id, "site_name": site.name,

@@ -24,6 +24,8 @@ class Identity:
     site_id: str
     subject: str  # visitor id or agent id
     conversation_id: Optional[str] = None  # a visitor's own conversation
+    email: Optional[str] = None  # an agent's login (the agents table's key)
+    version: Optional[int] = None  # the agent's token version when the token was issued
 
     @property
     def is_agent(self) -> bool:
@@ -55,6 +57,8 @@ def issue(identity: Identity, ttl_seconds: int) -> tuple[str, int]:
     }
     if identity.conversation_id:
         claims["cid"] = identity.conversation_id
+    if identity.is_agent:
+        claims["em"], claims["ver"] = identity.email, identity.version
     return jwt.encode(claims, signing_key(), algorithm="HS256"), expires_at
 
 
@@ -78,12 +82,19 @@ def verify(token: Optional[str]) -> Identity:
         raise unauthorized("token_invalid", "the token is not valid")
     if claims.get("role") not in ROLES or not isinstance(claims.get("site"), str):
         raise unauthorized("token_invalid", "the token is not valid")
-    return Identity(
+    identity = Identity(
         role=claims["role"],
         site_id=claims["site"],
         subject=claims["sub"],
         conversation_id=claims.get("cid"),
+        email=claims.get("em"),
+        version=claims.get("ver"),
     )
+    if identity.is_agent:
+        from chalicelib import agents
+
+        agents.check_current(identity)
+    return identity
 
 
 def from_authorization_header(header: Optional[str]) -> Identity:

@@ -92,6 +92,8 @@ class Stack:
             "demo_url": f"{base}/demo/",
             "console_url": f"{base}/console/",
             "dynamodb_endpoint": dynamodb_endpoint,
+            "table_prefix": settings().table_prefix,
+            "region": settings().region,
             "oss_endpoint": standins.oss_endpoint,
             "sts_endpoint": standins.sts_endpoint,
             "heartbeat_timeout": settings().heartbeat_timeout,

@@ -90,7 +90,7 @@ class FakeManagementApi:
 
 @pytest.fixture
 def aws():
-    from chalicelib import connections, protocol
+    from chalicelib import agents, connections, protocol
     from chalicelib.models import create_tables
     from local import atomic_moto
 
@@ -98,6 +98,7 @@ def aws():
     with mock_aws():
         create_tables()
         connections.forget_cache()
+        agents.forget_cache()
         protocol._recent_sends.clear()
         yield
 

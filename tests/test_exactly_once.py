@@ -16,7 +16,8 @@ from chalicelib.config import settings
 from chalicelib.models import Conversation, Message, Site, Visitor
 from tests.support import new_connection_id
 
-LONG_CHINESE = "这个紫砂茶壶有货吗？我想买两个送给朋友，请问可以包装成礼盒吗？" * 125  # 3,875 characters
+# 3,875 characters
+LONG_CHINESE = "这个紫砂茶壶有货吗？我想买两个送给朋友，请问可以包装成礼盒吗？" * 125
 
 
 def _send(harness, conn, cid, client_msg_id, text="hi"):
