@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, Optional
 
 
@@ -59,9 +59,20 @@ class Settings:
     max_text: int
     # KEFU_MAX_ATTRIBUTES_BYTES: largest JSON of a visitor's custom attributes.
     max_attributes_bytes: int
-    # KEFU_RATE_LIMIT / KEFU_RATE_WINDOW: at most this many sends per connection per window (seconds).
+    # KEFU_RATE_LIMIT / KEFU_RATE_WINDOW: at most this many sends per visitor (all their sockets and
+    # REST together) and per agent connection, per window (seconds).
     rate_limit: int
     rate_window: int
+    # KEFU_SESSION_LIMIT / KEFU_SESSION_WINDOW: visitor sessions per client IP per window (seconds).
+    session_limit: int
+    session_window: int
+    # KEFU_LOGIN_IP_LIMIT / KEFU_LOGIN_IP_WINDOW: agent login attempts per client IP per window.
+    login_ip_limit: int
+    login_ip_window: int
+    # KEFU_TYPING_LIMIT / KEFU_PAGE_VIEW_LIMIT: typing and page_view frames per visitor per
+    # KEFU_RATE_WINDOW.
+    typing_limit: int
+    page_view_limit: int
     # KEFU_SYNC_PAGE: messages per sync page (clients may ask for fewer; pages also stop at 96 KB).
     sync_page: int
     # KEFU_SEQ_GAP_SECONDS: a seq left empty this long is a gap for good (its writer died); at least
@@ -86,6 +97,15 @@ class Settings:
     upload_url_ttl: int
     download_url_ttl: int
     upload_max_bytes: int
+    # Upload quotas, counted at grant time in the limits table (chalicelib/attachments.py), each
+    # refused with 429 `rate_limited`: KEFU_UPLOAD_FILES_PER_HOUR / KEFU_UPLOAD_BYTES_PER_HOUR per
+    # visitor (or agent) per clock hour, KEFU_SITE_UPLOAD_FILES_PER_DAY /
+    # KEFU_SITE_UPLOAD_BYTES_PER_DAY per site per UTC day. Bytes are the sizes declared in grants
+    # (a grant's form takes no more than its declared size).
+    upload_files_per_hour: int = field(default_factory=lambda: _int("KEFU_UPLOAD_FILES_PER_HOUR", 20))
+    upload_bytes_per_hour: int = field(default_factory=lambda: _int("KEFU_UPLOAD_BYTES_PER_HOUR", 100 * 1024 ** 2))
+    site_upload_files_per_day: int = field(default_factory=lambda: _int("KEFU_SITE_UPLOAD_FILES_PER_DAY", 2000))
+    site_upload_bytes_per_day: int = field(default_factory=lambda: _int("KEFU_SITE_UPLOAD_BYTES_PER_DAY", 5 * 1024 ** 3))
 
 
 def _ssm_values(names: Dict[str, str]) -> Dict[str, str]:
@@ -141,6 +161,12 @@ def settings() -> Settings:
         max_attributes_bytes=_int("KEFU_MAX_ATTRIBUTES_BYTES", 4096),
         rate_limit=_int("KEFU_RATE_LIMIT", 20),
         rate_window=_int("KEFU_RATE_WINDOW", 10),
+        session_limit=_int("KEFU_SESSION_LIMIT", 60),
+        session_window=_int("KEFU_SESSION_WINDOW", 60),
+        login_ip_limit=_int("KEFU_LOGIN_IP_LIMIT", 30),
+        login_ip_window=_int("KEFU_LOGIN_IP_WINDOW", 900),
+        typing_limit=_int("KEFU_TYPING_LIMIT", 10),
+        page_view_limit=_int("KEFU_PAGE_VIEW_LIMIT", 10),
         sync_page=_int("KEFU_SYNC_PAGE", 50),
         seq_gap_seconds=_int("KEFU_SEQ_GAP_SECONDS", 90),
         agent_requeue_grace=_int("KEFU_AGENT_REQUEUE_GRACE", 60),

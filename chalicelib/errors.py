@@ -5,13 +5,16 @@ both carrying the same stable machine-readable ``code``.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 
 class KefuError(Exception):
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
+    def __init__(self, code: str, message: str, status: int = 400, retry_after: Optional[int] = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
+        self.retry_after = retry_after  # seconds, for a 429's Retry-After
 
     def to_dict(self) -> dict:
         return {"code": self.code, "message": self.message}

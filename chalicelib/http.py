@@ -46,7 +46,10 @@ def respond(request: Any, handler: Callable[..., Any], *args: Any) -> Response:
         result = handler(request, *args)
         return Response(body=result, status_code=200, headers={"Content-Type": "application/json"})
     except KefuError as exc:
-        return Response(body=exc.to_dict(), status_code=exc.status, headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"}
+        if exc.retry_after:
+            headers["Retry-After"] = str(exc.retry_after)
+        return Response(body=exc.to_dict(), status_code=exc.status, headers=headers)
     except Exception:
         log.exception("request failed")
         return Response(body={"code": "internal_error", "message": "something went wrong; retry"},
@@ -57,12 +60,16 @@ def _header(request: Any, name: str) -> Optional[str]:
     return request.headers.get(name) if request.headers else None
 
 
+def _source_ip(request: Any) -> Optional[str]:
+    return ((request.context or {}).get("identity") or {}).get("sourceIp")
+
+
 def visitor_session(request: Any) -> Dict[str, Any]:
-    return sessions.visitor_session(_json_body(request), _header(request, "origin"))
+    return sessions.visitor_session(_json_body(request), _header(request, "origin"), _source_ip(request))
 
 
 def agent_session(request: Any) -> Dict[str, Any]:
-    return sessions.agent_session(_json_body(request))
+    return sessions.agent_session(_json_body(request), _source_ip(request))
 
 
 def list_conversations(request: Any) -> Dict[str, Any]:

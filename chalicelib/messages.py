@@ -9,13 +9,14 @@ Per send (docs/dynamodb.md has the full table):
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Optional
+from collections import OrderedDict
+from typing import Any, Dict, List, Optional, Tuple
 
 from pynamodb.exceptions import DeleteError, PutError, UpdateError
 
 from chalicelib import clock, connections, conversations, ids, jsonio, paging
 from chalicelib.config import settings
-from chalicelib.errors import is_condition_failure, bad_request, conflict, forbidden, too_large
+from chalicelib.errors import bad_request, conflict, forbidden, is_condition_failure, rate_limited, too_large
 from chalicelib.models import Conversation, Message, Site, as_dict
 from chalicelib.tokens import Identity
 
@@ -168,26 +169,56 @@ def _next_seq(identity: Identity, conversation_id: str, message: Message) -> Any
     if not identity.is_agent:
         condition &= Conversation.visitor_id == identity.subject
     preview = (message.text or as_dict(message.attachment).get("name") or "")[:PREVIEW_CHARS]
-    try:
-        conversation.update(
-            actions=[
-                Conversation.last_seq.add(1),
-                Conversation.updated_at.set(message.created_at),
-                Conversation.last_text.set(preview),
-            ],
-            condition=condition,
-        )
-    except UpdateError as exc:
-        if not is_condition_failure(exc):
-            raise
-        _discard_pending(message)
-        current = conversations.load(identity, conversation_id)  # raises the refusal that applies
-        if current.status != "closed":
-            raise forbidden("not_in_conversation", "you are not in that conversation")
-        if identity.is_agent:
-            raise conflict("conversation_closed", "the conversation is closed")
-        return conversations.landing_for_visitor(identity, current)
-    return conversation
+    actions = [
+        Conversation.last_seq.add(1),
+        Conversation.updated_at.set(message.created_at),
+        Conversation.last_text.set(preview),
+    ]
+    for extra_actions, extra_condition in _rate_attempts(identity, conversation_id):
+        try:
+            conversation.update(actions=actions + extra_actions, condition=condition & extra_condition)
+        except UpdateError as exc:
+            if not is_condition_failure(exc):
+                raise
+            continue
+        if conversation.send_window is not None:
+            _last_window[conversation_id] = int(conversation.send_window)
+        return conversation
+    _discard_pending(message)
+    current = conversations.load(identity, conversation_id)  # raises the refusal that applies
+    if current.status != "closed":
+        if not identity.is_agent and current.visitor_id == identity.subject:
+            raise rate_limited("rate_limited", f"at most {settings().rate_limit} messages per "
+                                               f"{settings().rate_window} s")
+        raise forbidden("not_in_conversation", "you are not in that conversation")
+    if identity.is_agent:
+        raise conflict("conversation_closed", "the conversation is closed")
+    return conversations.landing_for_visitor(identity, current)
+
+
+# The rate window each conversation was last seen in by this function: the first guess of which
+# of the two conditional writes below applies (a wrong guess costs one refused write).
+_last_window: "OrderedDict[str, int]" = OrderedDict()
+
+
+def _rate_attempts(identity: Identity, conversation_id: str) -> List[Tuple[List[Any], Any]]:
+    """The visitor's send limit, riding on the seq update: a count per fixed window on the
+    conversation item, so it holds across all their sockets, REST and function instances."""
+    if identity.is_agent:
+        return [([], Conversation.conversation_id.exists())]
+    cfg = settings()
+    window = int(clock.now() // cfg.rate_window)
+    same_window = ([Conversation.send_count.add(1)],
+                   (Conversation.send_window == window) & (Conversation.send_count < cfg.rate_limit))
+    new_window = ([Conversation.send_window.set(window), Conversation.send_count.set(1)],
+                  Conversation.send_window.does_not_exist() | (Conversation.send_window < window))
+    if conversation_id in _last_window:
+        _last_window.move_to_end(conversation_id)
+    while len(_last_window) > 10_000:
+        _last_window.popitem(last=False)
+    if _last_window.get(conversation_id) == window:
+        return [same_window, new_window]
+    return [new_window, same_window]
 
 
 def _discard_pending(message: Message) -> None:

@@ -137,6 +137,10 @@ class Conversation(Model):
     agent_read_seq = NumberAttribute(default=0)
     # connection id -> connected-at, for every live connection of the visitor
     visitor_conns = MapAttribute(default=dict)
+    # The visitor's sends in the current rate window (chalicelib/messages.py): a limit across all
+    # their sockets and REST that costs no write of its own.
+    send_window = NumberAttribute(null=True)
+    send_count = NumberAttribute(null=True)
     open_site_id = UnicodeAttribute(null=True)  # = site_id while open: the site-open-index key
     opened_at = NumberAttribute(null=True)  # ms, when it was created or last reopened
     closed_at = NumberAttribute(null=True)
@@ -205,10 +209,21 @@ class Connection(Model):
     last_seen_index = LastSeenIndex()
 
 
-ALL_MODELS: List[Type[Model]] = [Site, Agent, Visitor, Conversation, Message, Connection]
+class Limit(Model):
+    """Counters behind the limits that must hold across function instances (chalicelib/limits.py):
+    one small item per key and window, or per account for login failures; gone by TTL."""
+
+    Meta = _meta("limits")
+    key = UnicodeAttribute(hash_key=True)
+    count = NumberAttribute(default=0)
+    last_at = NumberAttribute(null=True)
+    expires_at = NumberAttribute()  # DynamoDB TTL attribute
+
+
+ALL_MODELS: List[Type[Model]] = [Site, Agent, Visitor, Conversation, Message, Connection, Limit]
 
 # The TTL attribute of each table that has one (DynamoDB TTL is set outside CreateTable).
-TTL_ATTRIBUTES: Dict[Type[Model], str] = {Connection: "expires_at"}
+TTL_ATTRIBUTES: Dict[Type[Model], str] = {Connection: "expires_at", Limit: "expires_at"}
 
 
 def create_tables() -> None:

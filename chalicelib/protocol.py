@@ -11,7 +11,7 @@ import time
 from collections import defaultdict, deque
 from typing import Any, Callable, Deque, Dict, Optional
 
-from chalicelib import connections, conversations, delivery, jsonio, messages, requeue, tracking
+from chalicelib import connections, conversations, delivery, jsonio, limits, messages, requeue, tracking
 from chalicelib.config import settings
 from chalicelib.errors import KefuError, bad_request, forbidden, rate_limited, too_large
 from chalicelib.sites import check_origin, get_site
@@ -67,8 +67,9 @@ def disconnect(connection_id: str) -> None:
 _recent_sends: Dict[str, Deque[float]] = defaultdict(deque)
 
 
-def _check_rate(connection_id: str) -> None:
-    """Per-connection send rate, kept in the warm function (approximate across functions)."""
+def _check_agent_rate(connection_id: str) -> None:
+    """An agent connection's send rate, kept in the warm function. (A visitor's holds across all
+    their sockets and functions: it rides on the conversation update, chalicelib/messages.py.)"""
     cfg = settings()
     now = time.monotonic()
     sent = _recent_sends[connection_id]
@@ -85,7 +86,8 @@ def _agents_only(identity: Identity) -> None:
 
 
 def _send(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
-    _check_rate(connection_id)
+    if identity.is_agent:
+        _check_agent_rate(connection_id)
     return messages.send(identity, frame, sender_connection=connection_id)
 
 
@@ -97,7 +99,13 @@ def _read(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict
     return messages.mark_read(identity, frame.get("conversation_id"), frame.get("seq"), connection_id)
 
 
+def _visitor_rate(identity: Identity, action: str, limit: int) -> None:
+    if not identity.is_agent:
+        limits.hit(f"{action}:{identity.site_id}:{identity.subject}", limit, settings().rate_window, f"{action} frames")
+
+
 def _typing(identity: Identity, frame: Dict[str, Any], connection_id: str) -> None:
+    _visitor_rate(identity, "typing", settings().typing_limit)
     messages.typing(identity, frame.get("conversation_id"), frame.get("is_typing", True), connection_id)
 
 
@@ -107,6 +115,7 @@ def _ping(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict
 
 
 def _page_view(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    _visitor_rate(identity, "page_view", settings().page_view_limit)
     tracking.page_view(identity, frame)
     return {"type": "page_view_ok"}
 

@@ -7,9 +7,9 @@ from typing import Any, Dict, Optional
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib import clock, connections, conversations, ids, jsonio, tokens
+from chalicelib import clock, connections, conversations, ids, jsonio, limits, tokens
 from chalicelib.config import settings
-from chalicelib.errors import bad_request, too_large, unauthorized
+from chalicelib.errors import KefuError, bad_request, too_large, unauthorized
 from chalicelib.models import Agent, Visitor
 from chalicelib.passwords import dummy_hash, verify_password
 from chalicelib.sites import check_identity_hash, check_origin, get_site, upload_policy
@@ -41,7 +41,9 @@ def _attributes(body: Dict[str, Any]) -> Dict[str, Any]:
     return value
 
 
-def visitor_session(body: Dict[str, Any], origin: Optional[str]) -> Dict[str, Any]:
+def visitor_session(body: Dict[str, Any], origin: Optional[str], source_ip: Optional[str] = None) -> Dict[str, Any]:
+    cfg = settings()
+    limits.hit(f"session:{source_ip or 'unknown'}", cfg.session_limit, cfg.session_window, "sessions from one address")
     site = get_site(body.get("site_id"))
     check_origin(site, origin)
     name = _optional_str(body, "name", 100)
@@ -89,19 +91,30 @@ def visitor_session(body: Dict[str, Any], origin: Optional[str]) -> Dict[str, An
     }
 
 
-def agent_session(body: Dict[str, Any]) -> Dict[str, Any]:
-    site = get_site(body.get("site_id"))
-    email, password = body.get("email"), body.get("password")
-    if not isinstance(email, str) or not isinstance(password, str):
-        raise bad_request("missing_credentials", "email and password are required")
+def agent_session(body: Dict[str, Any], source_ip: Optional[str] = None) -> Dict[str, Any]:
+    """An agent logs in. An unknown site, an unknown email and a wrong password get the same 401;
+    failures back off per account, and attempts are limited per address (429 too_many_attempts)."""
+    site_id, email, password = body.get("site_id"), body.get("email"), body.get("password")
+    if not all(isinstance(v, str) and v for v in (site_id, email, password)) or len(email) > 320:
+        raise bad_request("missing_credentials", "site_id, email and password are required")
+    email = email.strip().lower()
+    cfg = settings()
     try:
-        agent = Agent.get(site.site_id, email.strip().lower())
-        valid = verify_password(password, agent.password_hash)
-    except DoesNotExist:
-        verify_password(password, dummy_hash())
+        limits.hit(f"login:{source_ip or 'unknown'}", cfg.login_ip_limit, cfg.login_ip_window, "logins from one address")
+    except KefuError as exc:
+        raise KefuError("too_many_attempts", exc.message, 429)
+    limits.login_allowed(site_id, email)
+    try:
+        site = get_site(site_id)
+        agent = Agent.get(site.site_id, email)
+        valid = verify_password(password, agent.password_hash) and not agent.disabled
+    except (KefuError, DoesNotExist):
+        verify_password(password, dummy_hash())  # the same time as a wrong password
         valid = False
-    if not valid or agent.disabled:
-        raise unauthorized("invalid_credentials", "wrong email or password")
+    if not valid:
+        limits.login_failed(site_id, email)
+        raise unauthorized("invalid_credentials", "wrong site, email or password")
+    limits.login_succeeded(site_id, email)
     identity = tokens.Identity("agent", site.site_id, agent.agent_id, email=agent.email,
                                version=int(agent.token_version or 0))
     token, expires_at = tokens.issue(identity, settings().agent_token_ttl)

@@ -117,6 +117,18 @@ def timeline(monkeypatch):
 
 
 @pytest.fixture
+def no_rate_limits(monkeypatch):
+    """For tests that act faster than any person: lift the per-visitor and per-address limits."""
+    from chalicelib.config import settings
+
+    for name in ("KEFU_RATE_LIMIT", "KEFU_TYPING_LIMIT", "KEFU_PAGE_VIEW_LIMIT", "KEFU_SESSION_LIMIT"):
+        monkeypatch.setenv(name, "1000000")
+    settings.cache_clear()
+    yield
+    settings.cache_clear()
+
+
+@pytest.fixture
 def mgmt(monkeypatch):
     from chalicelib import delivery
 

@@ -13,7 +13,7 @@ def _raw_item(model, *key):
     return model.get(*key).serialize()
 
 
-def test_send_costs_one_read_unit_and_four_write_units(harness):
+def test_send_costs_one_read_unit_and_four_write_units(harness, no_rate_limits):
     site, agent, agent_conn, visitor, visitor_conn = harness.chat()
     cid = visitor["conversation_id"]
     for _ in range(50):  # an ordinary visit: many pages, read marks, a preview of the last message
@@ -32,7 +32,7 @@ def test_send_costs_one_read_unit_and_four_write_units(harness):
     assert item_size(_raw_item(Conversation, cid)) < 1024
 
 
-def test_page_views_never_grow_the_conversation(harness):
+def test_page_views_never_grow_the_conversation(harness, no_rate_limits):
     site, agent, agent_conn, visitor, visitor_conn = harness.chat()
     cid = visitor["conversation_id"]
     before = item_size(_raw_item(Conversation, cid))

@@ -43,7 +43,7 @@ def _catch_up(harness, conn, cid, synced_seq=0):
 
 # --- 1. every reply and push fits API Gateway's limits ----------------------------------------
 
-def test_a_sync_of_long_chinese_messages_comes_in_pages_that_fit(harness):
+def test_a_sync_of_long_chinese_messages_comes_in_pages_that_fit(harness, no_rate_limits):
     site, agent, agent_conn, visitor, visitor_conn = harness.chat()
     cid = visitor["conversation_id"]
     for i in range(50):
@@ -341,7 +341,7 @@ def test_a_writer_dying_between_its_writes_leaves_an_explicit_gap_and_loses_noth
     assert Message.count(cid) == 4  # three messages and one tombstone
 
 
-def test_many_messages_after_a_gap_page_through_without_looping(harness, timeline):
+def test_many_messages_after_a_gap_page_through_without_looping(harness, no_rate_limits, timeline):
     from chalicelib import messages as messages_module
 
     site, agent, agent_conn, visitor, visitor_conn = harness.chat()

@@ -20,14 +20,22 @@ _UNIT_TEST_ENV = ("KEFU_TABLE_PREFIX", "KEFU_WS_MANAGEMENT_ENDPOINT", "KEFU_DYNA
                   "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN")
 
 
+# End-to-end tests drive sessions, sends and page views from one address far faster than people do;
+# the limits themselves are tested in tests/security/. A test's own ``env`` overrides these.
+LIFTED_LIMITS = {name: "1000000" for name in ("KEFU_SESSION_LIMIT", "KEFU_RATE_LIMIT", "KEFU_TYPING_LIMIT",
+                                              "KEFU_PAGE_VIEW_LIMIT", "KEFU_LOGIN_IP_LIMIT")}
+
+
 class RunningStack:
-    def __init__(self, extra_args: Optional[List[str]] = None, env: Optional[Dict[str, str]] = None) -> None:
-        child_env = {k: v for k, v in os.environ.items() if k not in _UNIT_TEST_ENV}
+    def __init__(self, extra_args: Optional[List[str]] = None, env: Optional[Dict[str, str]] = None,
+                 root: Optional[pathlib.Path] = None) -> None:
+        """``root``: the checkout whose code the stack runs (default: this one)."""
+        child_env = {**LIFTED_LIMITS, **{k: v for k, v in os.environ.items() if k not in _UNIT_TEST_ENV}}
         child_env.update(env or {})
         self.lines: List[str] = []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "local", "--port", "0", *(extra_args or [])],
-            cwd=ROOT, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=root or ROOT, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True,
         )
         self.info = self._wait_for_info(timeout=60)

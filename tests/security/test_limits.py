@@ -1,0 +1,115 @@
+"""Limits that hold across sockets, REST and function instances (issue 12). Measured before:
+10 sockets of one visitor got 184 acks; REST sends had no limit; 150 sessions in 9 s from one
+address; typing and page_view unlimited; 200 wrong agent passwords in 25 s, then the right one
+accepted; site ids enumerable by 404 against 401. Windows are fixed, so every test holds the
+clock still (``timeline``) where a window boundary would otherwise reset a count mid-test."""
+from __future__ import annotations
+
+import pytest
+
+from chalicelib import messages, sessions
+from chalicelib.config import settings
+from chalicelib.errors import KefuError
+from chalicelib.models import Message
+
+
+def test_a_visitors_sends_are_limited_across_sockets_rest_and_functions(harness, timeline):
+    site = harness.site()
+    visitor = harness.visitor(site.site_id)
+    cid = visitor["conversation_id"]
+    sockets = [harness.connect(visitor["token"])[0] for _ in range(10)]
+    acked, limited = 0, 0
+    for i in range(40):
+        messages._last_window.clear()  # every send on a fresh function instance
+        if i % 4 == 3:
+            response = harness.rest("POST", f"/v1/conversations/{cid}/messages",
+                                    {"client_msg_id": f"m{i}", "text": "spam"}, token=visitor["token"])
+            reply = response.json_body if response.status_code == 200 else {"code": response.json_body["code"]}
+        else:
+            reply = harness.reply(sockets[i % len(sockets)], {"action": "send", "conversation_id": cid,
+                                                             "client_msg_id": f"m{i}", "text": "spam"})
+        if reply.get("type") == "ack":
+            acked += 1
+        else:
+            assert reply["code"] == "rate_limited"
+            limited += 1
+    assert acked == settings().rate_limit and limited == 40 - acked
+    assert Message.count(cid) == acked  # a refused send stores nothing
+
+
+def test_the_send_limit_opens_again_in_the_next_window(harness, timeline):
+    site = harness.site()
+    visitor = harness.visitor(site.site_id)
+    conn, _ = harness.connect(visitor["token"])
+    send = lambda i: harness.reply(conn, {"action": "send", "conversation_id": visitor["conversation_id"],  # noqa: E731
+                                          "client_msg_id": f"m{i}", "text": "hi"})
+    results = [send(i).get("code", "ack") for i in range(settings().rate_limit + 1)]
+    assert results[-1] == "rate_limited" and results.count("ack") == settings().rate_limit
+    timeline(settings().rate_window)
+    assert send(999)["type"] == "ack"
+
+
+
+
+@pytest.fixture
+def site_id(harness):
+    return harness.site().site_id
+
+
+def test_sessions_from_one_address_are_limited_and_others_are_not(harness, timeline, site_id):
+    limit = settings().session_limit
+    for _ in range(limit):
+        sessions.visitor_session({"site_id": site_id}, None, "203.0.113.9")
+    with pytest.raises(KefuError) as refused:
+        sessions.visitor_session({"site_id": site_id}, None, "203.0.113.9")
+    assert (refused.value.status, refused.value.code) == (429, "rate_limited")
+    assert sessions.visitor_session({"site_id": site_id}, None, "198.51.100.7")["token"]
+    response = harness.rest("POST", "/v1/visitor/session", {"site_id": site_id})  # REST reads the address
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("action,limit_name", [("typing", "typing_limit"), ("page_view", "page_view_limit")])
+def test_typing_and_page_views_are_limited(harness, timeline, action, limit_name):
+    site, agent, agent_conn, visitor, visitor_conn = harness.chat()
+    frame = {"action": action, "conversation_id": visitor["conversation_id"], "url": "https://shop.example/",
+             "req": 1}
+    codes = []
+    for _ in range(getattr(settings(), limit_name) + 1):
+        replies = harness.frame(visitor_conn, frame)
+        codes.append(replies[0].get("code") if replies else None)
+    assert codes[-1] == "rate_limited" and "rate_limited" not in codes[:-1]
+
+
+def _login(harness, site_id, email, password):
+    return harness.rest("POST", "/v1/agent/session", {"site_id": site_id, "email": email, "password": password})
+
+
+def test_unknown_site_unknown_email_and_wrong_password_look_the_same(harness):
+    site = harness.site()
+    harness.agent(site.site_id)
+    answers = [_login(harness, s, e, "wrong password") for s, e in
+               ((site.site_id, "ann@shop.example"), (site.site_id, "nobody@shop.example"),
+                ("site_doesnotexist", "ann@shop.example"))]
+    assert {(a.status_code, a.json_body["code"], a.json_body["message"]) for a in answers} == {
+        (401, "invalid_credentials", "wrong site, email or password")}
+
+
+def test_guessing_passwords_backs_off_even_for_the_right_one(harness, timeline):
+    site = harness.site()
+    harness.agent(site.site_id)
+    statuses = [_login(harness, site.site_id, "ann@shop.example", f"guess {i}").status_code for i in range(8)]
+    assert statuses[:5] == [401] * 5 and statuses[5:] == [429] * 3
+    refused = _login(harness, site.site_id, "ann@shop.example", "correct horse")
+    assert refused.status_code == 429 and refused.json_body["code"] == "too_many_attempts"
+    assert int(refused.headers["Retry-After"]) > 0
+    timeline(int(refused.headers["Retry-After"]) + 1)
+    assert _login(harness, site.site_id, "ann@shop.example", "correct horse").status_code == 200
+    # a success forgets the failures
+    assert _login(harness, site.site_id, "ann@shop.example", "one typo").status_code == 401
+
+
+def test_logins_from_one_address_are_limited_across_accounts(harness, timeline):
+    site = harness.site()
+    codes = [_login(harness, site.site_id, f"user{i}@shop.example", "wrong password").json_body["code"]
+             for i in range(settings().login_ip_limit + 1)]
+    assert codes[-1] == "too_many_attempts" and codes.count("invalid_credentials") == settings().login_ip_limit
