@@ -1,9 +1,9 @@
 """Temporary Aliyun credentials from STS AssumeRole, cached in the warm function.
 
 The session policy narrows the role to what uploads and downloads need (PutObject, GetObject)
-on the bucket's upload prefix; the credentials live for STS's shortest allowed duration and are
-reused while they stay valid long enough for what is signed with them: one STS call per many
-uploads. The aliyun SDK is imported only when a call is made.
+on the bucket's upload prefix, DeleteObject only on its pending area; the credentials live for
+STS's shortest allowed duration and are reused while they stay valid long enough for what is
+signed with them: one STS call per many uploads. The aliyun SDK is imported only when a call is made.
 """
 from __future__ import annotations
 
@@ -33,12 +33,18 @@ class TemporaryCredentials:
 
 
 def session_policy(bucket: str, prefix: str) -> Dict[str, Any]:
+    """Upload, read and copy under the prefix; delete only under its pending area (an attached
+    upload's pending copy, removed once it is copied to its final key)."""
     return {
         "Version": "1",
         "Statement": [{
             "Effect": "Allow",
             "Action": ["oss:PutObject", "oss:GetObject"],
             "Resource": [f"acs:oss:*:*:{bucket}/{prefix}*"],
+        }, {
+            "Effect": "Allow",
+            "Action": ["oss:DeleteObject"],
+            "Resource": [f"acs:oss:*:*:{bucket}/{prefix}pending/*"],
         }],
     }
 

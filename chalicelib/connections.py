@@ -120,9 +120,8 @@ def register(connection_id: str, identity: Identity, site: Site) -> None:
                 raise
             raise rate_limited("too_many_connections",
                                f"a visitor may have at most {MAX_VISITOR_CONNECTIONS} open connections")
-        if len(as_dict(conversation.visitor_conns)) == 1:
-            frame = presence_frame(identity, "online")
-            push(agent_connections(site), frame)
+        if len(as_dict(conversation.visitor_conns)) == 1 and conversation.status in ("queued", "assigned"):
+            push(agent_connections(site), presence_frame(identity, "online"))
 
 
 def presence_frame(identity: Identity, status: str) -> Dict[str, Any]:
@@ -195,7 +194,7 @@ def drop(connection_id: str, identity: Optional[Identity] = None,
             )
         except UpdateError:
             return dropped
-        if not as_dict(conversation.visitor_conns):
+        if not as_dict(conversation.visitor_conns) and conversation.status in ("queued", "assigned"):
             try:
                 site = Site.get(identity.site_id)
             except DoesNotExist:
@@ -236,7 +235,11 @@ def heartbeat_write_interval() -> float:
 
 
 def heartbeat(connection_id: str) -> bool:
-    """A ping. Writes last-seen at most once per heartbeat interval; False if the connection is unknown."""
+    """A ping. Writes last-seen at most once per heartbeat interval; False if the connection is unknown.
+
+    Last-seen only moves forward: of two pings handled at once, the earlier one's write may land
+    last, and must not make the connection look older than the later ping (while this function's
+    memory, holding the later time, keeps the next pings from writing)."""
     now = clock.now()
     known = _known.get(connection_id)
     if known is None:
@@ -250,9 +253,14 @@ def heartbeat(connection_id: str) -> bool:
     try:
         Connection(connection_id).update(
             actions=[Connection.last_seen.set(now)],
-            condition=Connection.connection_id.exists(),
+            condition=Connection.connection_id.exists() & (Connection.last_seen < now),
         )
-    except UpdateError:
-        return False
-    known.last_seen = now
+    except UpdateError as exc:
+        if not is_condition_failure(exc):
+            return False
+        record = _live_record(connection_id)  # gone, or a later ping's write is there already
+        if record is None:
+            return False
+        now = record.last_seen
+    known.last_seen = max(known.last_seen, now)
     return True

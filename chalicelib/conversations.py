@@ -100,18 +100,18 @@ def _now_ms() -> int:
 # --- creation -------------------------------------------------------------------------------
 
 def open_for_visitor(site: Site, visitor: Visitor) -> Conversation:
-    """The visitor's open conversation, or a new one (auto-assigned or queued).
+    """The visitor's current conversation: their open one, or one in status ``new``.
 
-    One per visitor, even for concurrent sessions: the visitor item's pointer is claimed with a
-    conditional write before the new conversation is opened; the loser uses the winner's.
+    A ``new`` conversation is not open yet: agents neither see nor get it until the first message
+    (``open_on_first_message``), so page loads cannot flood them. One per visitor, even for
+    concurrent sessions: the visitor item's pointer is claimed with a conditional write; the loser
+    uses the winner's.
     """
     for _ in range(3):
         current_id = visitor.conversation_id
         if current_id:
             existing = _get(current_id)
             if existing is not None and existing.status != "closed":
-                if existing.status == "new":  # its creator died before opening it
-                    _open(site, existing, visitor)
                 return existing
         created = _create(site, visitor, replacing=current_id)
         if created is not None:
@@ -134,11 +134,16 @@ def _create(site: Site, visitor: Visitor, replacing: Optional[str]) -> Optional[
         if not is_condition_failure(exc):
             raise
         return None
-    _open(site, conversation, visitor)
     return conversation
 
 
-def _open(site: Site, conversation: Conversation, visitor: Optional[Visitor]) -> None:
+def open_on_first_message(site: Site, conversation: Conversation, sender_connection: Optional[str]) -> None:
+    """A ``new`` conversation got its first message: it opens, is handed out, everyone is told
+    (but the sender, whose reply is the ack)."""
+    _open(site, conversation, None, exclude=sender_connection)
+
+
+def _open(site: Site, conversation: Conversation, visitor: Optional[Visitor], exclude: Optional[str] = None) -> None:
     now = _now_ms()
     try:
         conversation.update(
@@ -152,7 +157,7 @@ def _open(site: Site, conversation: Conversation, visitor: Optional[Visitor]) ->
         conversation.refresh(consistent_read=True)
         return
     _hand_out(site, conversation)
-    _announce(site, conversation, "created", visitor=visitor)
+    _announce(site, conversation, "created", exclude=exclude, visitor=visitor)
 
 
 # --- assignment -----------------------------------------------------------------------------

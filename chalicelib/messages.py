@@ -146,6 +146,8 @@ def _store(identity: Identity, conversation_id: str, client_msg_id: str, text: O
         return ack_frame(message, duplicate=True)
 
     site = Site.get(identity.site_id)
+    if conversation.status == "new":
+        conversations.open_on_first_message(site, conversation, sender_connection)  # agents first learn of it
     recipients = [c for c in _recipients(site, conversation) if c != sender_connection]
     connections.push(recipients, {"type": "message", **message_view(message)})
     if conversation.status == "queued" and not identity.is_agent:

@@ -28,7 +28,13 @@ def get_site(site_id: str) -> Site:
         raise not_found("site_not_found", "no such site")
 
 
+# "pending" names the uploads' holding folder (chalicelib/uploads.py): never a site's own.
+RESERVED_SITE_IDS = {"pending"}
+
+
 def create_site(name: str, allowed_origins: List[str], site_id: Optional[str] = None) -> Site:
+    if site_id in RESERVED_SITE_IDS:
+        raise bad_request("invalid_site_id", f"{site_id!r} is reserved")
     site = Site(
         site_id or ids.random_id("site", 9),
         name=name,

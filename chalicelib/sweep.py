@@ -7,11 +7,12 @@ Safe to run twice or concurrently: every drop is a conditional delete on the hea
 """
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Set
 
 from chalicelib import clock, connections, delivery, requeue
 from chalicelib.config import settings
@@ -41,7 +42,9 @@ def sweep(time_left_ms: Optional[Callable[[], int]] = None, margin_ms: int = 300
     """One sweep run. ``time_left_ms`` is the Lambda context's clock; stops early when it runs low.
 
     Stale connections are dropped ``KEFU_SWEEP_THREADS`` at a time, so a burst of dead sockets
-    (a Wi-Fi network going down) is reported offline within one run, not one drop after another.
+    (a Wi-Fi network going down) is reported offline within one run, not one drop after another;
+    the longest silent go first, whatever their shard, so a backlog delays the newest, never the
+    most overdue.
     """
     cfg = settings()
     cutoff = clock.now() - cfg.heartbeat_timeout
@@ -49,23 +52,60 @@ def sweep(time_left_ms: Optional[Callable[[], int]] = None, margin_ms: int = 300
     lock = threading.Lock()
     with ThreadPoolExecutor(max_workers=cfg.sweep_threads, thread_name_prefix="sweep") as pool:
         running: List[Future] = []
-        for shard in range(cfg.sweep_shards):
-            for record in Connection.last_seen_index.query(shard, Connection.last_seen < cutoff, page_size=PAGE_SIZE):
-                if time_left_ms is not None and time_left_ms() < margin_ms:
-                    report.complete = False
-                    break
-                report.examined += 1
-                running.append(pool.submit(_sweep_one, record, cutoff, report, lock))
-            if not report.complete:
+        for record in _stale(cfg.sweep_shards, cutoff):
+            if time_left_ms is not None and time_left_ms() < margin_ms:
+                report.complete = False
                 break
+            if not _claim(record.connection_id):
+                continue  # an overlapping run in this process is dropping it already
+            report.examined += 1
+            running.append(pool.submit(_sweep_claimed, record, cutoff, report, lock))
         for future in running:
             try:
                 future.result()
             except Exception:  # one failed drop must not stop the others; the next run retries it
                 log.exception("sweep: a drop failed")
                 report.complete = False
+        # Only then close the dropped sockets: the other side's presence frame is what waits, and a
+        # close (with the $disconnect it sets off) would hold a thread each drop needs. A socket left
+        # open by a function that dies here is forgotten already: its next frame is told to reconnect.
+        for future in [pool.submit(delivery.close, connection_id) for connection_id in report.dropped_ids]:
+            try:
+                future.result()
+            except Exception:
+                log.exception("sweep: a close failed")
     (log.info if report.examined else log.debug)("sweep done: %s", report.as_dict())
     return report
+
+
+def _stale(shards: int, cutoff: float) -> Iterator[Connection]:
+    """Every record silent since before ``cutoff``, oldest first across all shards: each shard's
+    query is already in last-seen order, so merging them pages through each one lazily."""
+    queries = [Connection.last_seen_index.query(shard, Connection.last_seen < cutoff, page_size=PAGE_SIZE)
+               for shard in range(shards)]
+    return heapq.merge(*queries, key=lambda record: record.last_seen)
+
+
+# Connections being dropped by a run in this process. A Lambda container runs one sweep at a time,
+# but where runs overlap in one process (the local stack) the second leaves the first's alone.
+_claimed: Set[str] = set()
+_claimed_lock = threading.Lock()
+
+
+def _claim(connection_id: str) -> bool:
+    with _claimed_lock:
+        if connection_id in _claimed:
+            return False
+        _claimed.add(connection_id)
+        return True
+
+
+def _sweep_claimed(record: Connection, cutoff: float, report: SweepReport, lock: threading.Lock) -> None:
+    try:
+        _sweep_one(record, cutoff, report, lock)
+    finally:
+        with _claimed_lock:
+            _claimed.discard(record.connection_id)
 
 
 def _sweep_one(record: Connection, cutoff: float, report: SweepReport, lock: threading.Lock) -> None:
@@ -83,8 +123,7 @@ def _sweep_one(record: Connection, cutoff: float, report: SweepReport, lock: thr
     else:
         with lock:
             report.dropped += 1
-            report.dropped_ids.append(record.connection_id)
-        delivery.close(record.connection_id)
+            report.dropped_ids.append(record.connection_id)  # closed once every drop is done
     if timer is not None:
         moved = requeue.run(timer)  # nothing moves while the agent has another live connection
         with lock:

@@ -7,6 +7,14 @@ expiry, the STS security token, the signed headers, the PostObject policy condit
 (``content-length-range`` included, enforced while the body streams in) and the STS session
 policy (action and key prefix). Errors come back as OSS's XML with OSS's codes and statuses, so
 oss2 raises what it would raise against OSS.
+
+Operations: PutObject, PostObject, GetObject, HeadObject, DeleteObject, CopyObject, and the
+bucket's lifecycle (Put/Get/DeleteBucketLifecycle). Objects keep their ``x-oss-meta-*`` metadata.
+GetObject answers with ``X-Content-Type-Options: nosniff`` and honours the ``response-*`` query
+overrides of a signed request as OSS does (``response-content-disposition`` and the others;
+``response-content-type`` is refused, as OSS refuses it on GET). Lifecycle expiry rules (by
+prefix, ``Days`` after the last modification or ``CreatedBeforeDate``) delete objects on the
+stand-in's clock.
 """
 from __future__ import annotations
 
@@ -17,6 +25,7 @@ import json
 import pathlib
 import threading
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -88,12 +97,14 @@ class ObjectStore:
     def exists(self, bucket: str, key: str) -> bool:
         return self._path(bucket, key).exists()
 
-    def put(self, bucket: str, key: str, data: bytes, content_type: str) -> str:
+    def put(self, bucket: str, key: str, data: bytes, content_type: str,
+            meta: Optional[Dict[str, str]] = None, modified: Optional[float] = None) -> str:
         path = self._path(bucket, key)
         path.parent.mkdir(parents=True, exist_ok=True)
         etag = hashlib.md5(data).hexdigest().upper()
-        path.with_suffix(".json").write_text(json.dumps({"key": key, "content_type": content_type,
-                                                         "etag": etag, "modified": time.time()}))
+        path.with_suffix(".json").write_text(json.dumps({
+            "key": key, "content_type": content_type, "etag": etag, "meta": meta or {},
+            "modified": time.time() if modified is None else modified}))
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(data)
         tmp.replace(path)  # the object appears whole, after its metadata
@@ -106,9 +117,103 @@ class ObjectStore:
 
     def get(self, bucket: str, key: str) -> Optional[Tuple[bytes, Dict[str, Any]]]:
         path = self._path(bucket, key)
-        if not path.exists():
+        try:
+            return path.read_bytes(), json.loads(path.with_suffix(".json").read_text())
+        except FileNotFoundError:
             return None
-        return path.read_bytes(), json.loads(path.with_suffix(".json").read_text())
+
+    def metadata(self, bucket: str) -> List[Dict[str, Any]]:
+        """Every object's metadata (key, type, etag, meta, modified), for lifecycle sweeps."""
+        found = []
+        for path in (self.root / bucket).glob("*.json"):
+            try:
+                found.append(json.loads(path.read_text()))
+            except (FileNotFoundError, ValueError):
+                continue  # deleted meanwhile, or being written
+        return found
+
+    def _lifecycle_path(self, bucket: str) -> pathlib.Path:
+        return self.root / f"{bucket}.lifecycle.xml"
+
+    def lifecycle(self, bucket: str) -> Optional[str]:
+        path = self._lifecycle_path(bucket)
+        return path.read_text() if path.exists() else None
+
+    def set_lifecycle(self, bucket: str, document: Optional[str]) -> None:
+        path = self._lifecycle_path(bucket)
+        if document is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(document)
+
+
+@dataclass(frozen=True)
+class LifecycleRule:
+    """The part of an OSS lifecycle rule the stand-in enforces: expiry (deletion) of current
+    objects by prefix, ``days`` after their last modification or when modified before
+    ``created_before``. Rules with tag conditions match no object (the stand-in keeps no tags)."""
+    rule_id: str
+    prefix: str
+    enabled: bool
+    days: Optional[int] = None
+    created_before: Optional[float] = None
+    tagged: bool = False
+
+    def expires(self, key: str, modified: float, now: float) -> bool:
+        if not self.enabled or self.tagged or not key.startswith(self.prefix):
+            return False
+        if self.days is not None:
+            return now >= modified + self.days * 86400
+        return self.created_before is not None and modified < self.created_before
+
+
+MAX_LIFECYCLE_RULES = 1000
+
+
+def parse_lifecycle(document: bytes) -> List[LifecycleRule]:
+    """A PutBucketLifecycle body (as oss2 builds it) -> its rules; OssError for what OSS refuses."""
+    import xml.etree.ElementTree as ElementTree
+
+    def malformed(message: str = "The XML you provided was not well-formed or did not validate.") -> OssError:
+        return OssError(400, "MalformedXML", message)
+
+    try:
+        root = ElementTree.fromstring(document)
+    except ElementTree.ParseError:
+        raise malformed()
+    if root.tag != "LifecycleConfiguration":
+        raise malformed()
+    rules, ids = [], set()
+    for node in root.findall("Rule"):
+        rule_id = (node.findtext("ID") or "").strip() or uuid.uuid4().hex
+        if rule_id in ids:
+            raise _invalid(f"Rule ID {rule_id} is used twice.")
+        ids.add(rule_id)
+        status = node.findtext("Status")
+        if status not in ("Enabled", "Disabled"):
+            raise malformed("Status must be Enabled or Disabled.")
+        days, created_before = None, None
+        expiration = node.find("Expiration")
+        if expiration is not None:
+            if expiration.findtext("Days") is not None:
+                text = expiration.findtext("Days") or ""
+                if not text.isdigit() or int(text) < 1:
+                    raise _invalid("Expiration Days must be a positive integer.")
+                days = int(text)
+            elif expiration.findtext("CreatedBeforeDate") is not None:
+                try:
+                    created_before = _parse_policy_time(expiration.findtext("CreatedBeforeDate") or "")
+                except ValueError:
+                    raise _invalid("CreatedBeforeDate must be an ISO 8601 date at midnight UTC.")
+        rules.append(LifecycleRule(rule_id=rule_id, prefix=node.findtext("Prefix") or "",
+                                   enabled=status == "Enabled", days=days, created_before=created_before,
+                                   tagged=node.find("Tag") is not None))
+    if not rules:
+        raise malformed("A lifecycle configuration needs at least one rule.")
+    if len(rules) > MAX_LIFECYCLE_RULES:
+        raise _invalid(f"At most {MAX_LIFECYCLE_RULES} lifecycle rules.")
+    return rules
 
 
 class OssStandIn:
@@ -130,6 +235,9 @@ class OssStandIn:
         app.router.add_route("GET", "/{bucket}/{key:.+}", self._get_object)
         app.router.add_route("HEAD", "/{bucket}/{key:.+}", self._get_object)
         app.router.add_route("DELETE", "/{bucket}/{key:.+}", self._delete_object)
+        for method in ("GET", "PUT", "DELETE"):  # bucket sub-resources (?lifecycle)
+            app.router.add_route(method, "/{bucket}/", self._bucket_resource)
+            app.router.add_route(method, "/{bucket}", self._bucket_resource)
         return app
 
     # ---- credentials ------------------------------------------------------------------------
@@ -262,8 +370,72 @@ class OssStandIn:
 
     # ---- operations -------------------------------------------------------------------------
 
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    def lifecycle_rules(self, bucket: Optional[str] = None) -> List[LifecycleRule]:
+        document = self.store.lifecycle(bucket or self.bucket)
+        return parse_lifecycle(document.encode()) if document else []
+
+    def _expired(self, bucket: str, meta: Dict[str, Any], rules: Optional[List[LifecycleRule]] = None) -> bool:
+        rules = self.lifecycle_rules(bucket) if rules is None else rules
+        now = self.clock()
+        return any(rule.expires(meta["key"], float(meta["modified"]), now) for rule in rules)
+
+    def run_lifecycle(self) -> List[str]:
+        """Delete every object a lifecycle rule has expired (OSS runs its rules in the background;
+        the stand-in also treats an expired object as gone the moment it is asked for). Returns
+        the keys deleted."""
+        rules = self.lifecycle_rules()
+        if not rules:
+            return []
+        gone = []
+        for meta in self.store.metadata(self.bucket):
+            if self._expired(self.bucket, meta, rules):
+                self.store.delete(self.bucket, meta["key"])
+                gone.append(meta["key"])
+        return gone
+
+    def _find(self, bucket: str, key: str) -> Optional[Tuple[bytes, Dict[str, Any]]]:
+        """The object, unless absent or expired by a lifecycle rule (then deleted now)."""
+        found = self.store.get(bucket, key)
+        if found is not None and self._expired(bucket, found[1]):
+            self.store.delete(bucket, key)
+            return None
+        return found
+
+    async def _bucket_resource(self, request: web.Request) -> web.Response:
+        """GetBucketLifecycle / PutBucketLifecycle / DeleteBucketLifecycle (``?lifecycle``)."""
+        bucket = request.match_info["bucket"]
+        params = dict(sig.parse_query(request.rel_url.raw_query_string))
+        try:
+            if "lifecycle" not in params:
+                raise OssError(400, "NotImplemented", "The stand-in implements only the lifecycle bucket resource.")
+            credential = self._authenticate(request, bucket, "")
+            action = {"GET": "oss:GetBucketLifecycle", "PUT": "oss:PutBucketLifecycle",
+                      "DELETE": "oss:DeleteBucketLifecycle"}[request.method]
+            self._authorize(credential, action, bucket, "")
+            if request.method == "PUT":
+                body = await request.read()
+                parse_lifecycle(body)  # refuse what OSS refuses before storing anything
+                self.store.set_lifecycle(bucket, body.decode())
+                return web.Response(status=200, headers=_cors(request))
+            if request.method == "DELETE":
+                self.store.set_lifecycle(bucket, None)
+                return web.Response(status=204, headers=_cors(request))
+            document = self.store.lifecycle(bucket)
+            if document is None:
+                raise OssError(404, "NoSuchLifecycle", "No Row found in Lifecycle Table.", BucketName=bucket)
+            return web.Response(status=200, body=document.encode(), content_type="application/xml",
+                                headers=_cors(request))
+        except OssError as error:
+            return error.response(_cors(request))
+
+    # ---- objects --------------------------------------------------------------------------------
+
     async def _put_object(self, request: web.Request) -> web.Response:
         bucket, key = request.match_info["bucket"], request.match_info["key"]
+        if "x-oss-copy-source" in request.headers:
+            return await self._copy_object(request, bucket, key)
         try:
             credential = self._authenticate(request, bucket, key)
             self._authorize(credential, "oss:PutObject", bucket, key)
@@ -271,15 +443,54 @@ class OssStandIn:
         except OssError as error:
             return error.response(_cors(request))
         data = await request.read()
-        etag = self.store.put(bucket, key, data, request.headers.get("Content-Type", "application/octet-stream"))
+        etag = self.store.put(bucket, key, data, request.headers.get("Content-Type", "application/octet-stream"),
+                              meta=_user_meta(request.headers), modified=self.clock())
         return web.Response(status=200, headers={"ETag": f'"{etag}"', **_cors(request)})
+
+    async def _copy_object(self, request: web.Request, bucket: str, key: str) -> web.Response:
+        """CopyObject: needs GetObject on the source and PutObject on the target; honours
+        x-oss-forbid-overwrite, x-oss-copy-source-if-match and x-oss-metadata-directive."""
+        try:
+            credential = self._authenticate(request, bucket, key)
+            source = urllib.parse.unquote(request.headers["x-oss-copy-source"].split("?", 1)[0])
+            source_bucket, _, source_key = source.lstrip("/").partition("/")
+            if not source_key:
+                raise _invalid("x-oss-copy-source must be /<bucket>/<key>.")
+            self._authorize(credential, "oss:GetObject", source_bucket, source_key)
+            self._authorize(credential, "oss:PutObject", bucket, key)
+            found = self._find(source_bucket, source_key)
+            if found is None:
+                raise OssError(404, "NoSuchKey", "The specified key does not exist.")
+            data, meta = found
+            wanted = request.headers.get("x-oss-copy-source-if-match")
+            if wanted is not None and wanted.strip('" ').upper() != meta["etag"]:
+                raise OssError(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold.",
+                               Condition="x-oss-copy-source-if-match")
+            self._check_overwrite(bucket, key, request.headers.get("x-oss-forbid-overwrite"))
+            directive = request.headers.get("x-oss-metadata-directive", "COPY").upper()
+            if directive not in ("COPY", "REPLACE"):
+                raise _invalid("x-oss-metadata-directive must be COPY or REPLACE.")
+        except OssError as error:
+            return error.response(_cors(request))
+        if directive == "REPLACE":
+            content_type = request.headers.get("Content-Type", "application/octet-stream")
+            user_meta = _user_meta(request.headers)
+        else:
+            content_type, user_meta = meta["content_type"], meta.get("meta", {})
+        modified = self.clock()
+        etag = self.store.put(bucket, key, data, content_type, meta=user_meta, modified=modified)
+        body = ('<?xml version="1.0" encoding="UTF-8"?>\n<CopyObjectResult>'
+                f'<ETag>"{etag}"</ETag><LastModified>{_iso8601(modified)}</LastModified></CopyObjectResult>')
+        return web.Response(status=200, body=body.encode(), content_type="application/xml",
+                            headers={"ETag": f'"{etag}"', **_cors(request)})
 
     async def _get_object(self, request: web.Request) -> web.StreamResponse:
         bucket, key = request.match_info["bucket"], request.match_info["key"]
         try:
             credential = self._authenticate(request, bucket, key)
             self._authorize(credential, "oss:GetObject", bucket, key)
-            found = self.store.get(bucket, key)
+            overrides = _response_overrides(request) if request.method == "GET" else {}
+            found = self._find(bucket, key)
             if found is None:
                 raise OssError(404, "NoSuchKey", "The specified key does not exist.")
         except OssError as error:
@@ -288,7 +499,11 @@ class OssStandIn:
             return error.response(_cors(request))
         data, meta = found
         headers = {"ETag": f'"{meta["etag"]}"', "Content-Type": meta["content_type"],
-                   "Last-Modified": formatdate(meta["modified"], usegmt=True), **_cors(request)}
+                   "Last-Modified": formatdate(meta["modified"], usegmt=True),
+                   # OSS answers object reads with nosniff: browsers keep to the stored type.
+                   "X-Content-Type-Options": "nosniff",
+                   **{name: value for name, value in meta.get("meta", {}).items()},
+                   **overrides, **_cors(request)}
         if request.method == "HEAD":
             headers["Content-Length"] = str(len(data))
             return web.Response(status=200, headers=headers)
@@ -316,7 +531,7 @@ class OssStandIn:
         forbid = (forbid or "false").lower()
         if forbid not in ("true", "false"):
             raise _invalid("x-oss-forbid-overwrite must be true or false.")
-        if forbid == "true" and self.store.exists(bucket, key):
+        if forbid == "true" and self._find(bucket, key) is not None:
             raise OssError(409, "FileAlreadyExists", "The object you specified already exists and can not be overwritten.")
 
     async def _post_object(self, request: web.Request) -> web.Response:
@@ -337,7 +552,7 @@ class OssStandIn:
         except OssError as error:
             return error.response(_cors(request))
         content_type = fields.get("content-type") or file_part.headers.get("Content-Type") or "application/octet-stream"
-        etag = self.store.put(bucket, key, data, content_type)
+        etag = self.store.put(bucket, key, data, content_type, meta=_user_meta(fields), modified=self.clock())
         status = fields.get("success_action_status", "204")
         status = int(status) if status in ("200", "201", "204") else 204
         headers = {"ETag": f'"{etag}"', **_cors(request)}
@@ -481,6 +696,44 @@ def _check_condition(condition: Any, bucket: str, fields: Dict[str, str]) -> Non
         raise _denied(f"Invalid according to Policy: Policy Condition failed: {json.dumps(condition)}")
 
 
+def _user_meta(headers: Any) -> Dict[str, str]:
+    """x-oss-meta-* headers (or PostObject form fields): the object's user metadata, names
+    lower-cased as OSS returns them."""
+    return {name.lower(): value for name, value in headers.items() if name.lower().startswith("x-oss-meta-")}
+
+
+# GetObject's response-* query parameters and the headers they set. OSS honours them only in
+# signed requests (anonymous ones are refused; the stand-in refuses every anonymous read anyway),
+# and refuses response-content-type on GET outright, for security (Aliyun error 0017-00000902,
+# "Can not override response header on content-type"): a download's type is the stored one.
+_OVERRIDES = {
+    "response-content-disposition": "Content-Disposition",
+    "response-content-language": "Content-Language",
+    "response-cache-control": "Cache-Control",
+    "response-content-encoding": "Content-Encoding",
+    "response-expires": "Expires",
+}
+
+
+def _response_overrides(request: web.Request) -> Dict[str, str]:
+    params = dict(sig.parse_query(request.rel_url.raw_query_string))
+    if "response-content-type" in params:
+        raise OssError(400, "InvalidRequest", "Can not override response header on content-type",
+                       EC="0017-00000902")
+    headers = {}
+    for name, header in _OVERRIDES.items():
+        if name in params:
+            value = params[name]
+            if any(ord(c) < 32 or ord(c) > 126 for c in value):
+                raise _invalid(f"{name} must be printable ASCII (percent-encode a file name).")
+            headers[header] = value
+    return headers
+
+
+def _iso8601(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
 def _cors(request: web.Request) -> Dict[str, str]:
     origin = request.headers.get("Origin")
     if not origin:
@@ -507,6 +760,9 @@ class RunningStandIns:
 
     def stop(self) -> None:
         async def shutdown() -> None:
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
             for runner in self._runners:
                 await runner.cleanup()
 
@@ -517,11 +773,13 @@ class RunningStandIns:
 
 def start_standins(host: str, storage_dir: str, bucket: str, access_key_id: str, access_key_secret: str,
                    oss_port: int = 0, sts_port: int = 0, clock: Clock = time.time,
-                   region: str = DEFAULT_REGION) -> RunningStandIns:
+                   region: str = DEFAULT_REGION, lifecycle_interval: float = 600) -> RunningStandIns:
     """Run the OSS and STS stand-ins in a background thread; returns once both listen.
 
     ``access_key_id``/``access_key_secret`` are the account's long-term key, the one the app
     signs AssumeRole with; ``region`` must be the app's KEFU_OSS_REGION (it is in V4 scopes).
+    Every ``lifecycle_interval`` seconds the bucket's lifecycle rules delete what they expire
+    (and an expired object is gone for every request at once).
     """
     from local.sts_standin import StsStandIn
 
@@ -544,6 +802,15 @@ def start_standins(host: str, storage_dir: str, bucket: str, access_key_id: str,
             started[name] = f"http://[{host}]:{port_bound}" if ":" in host else f"http://{host}:{port_bound}"
             runners.append(runner)
         started["runners"] = runners
+        started["sweeper"] = asyncio.ensure_future(sweep_lifecycle())
+
+    async def sweep_lifecycle() -> None:
+        while True:
+            await asyncio.sleep(lifecycle_interval)
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, oss.run_lifecycle)
+            except Exception:  # a malformed stored rule must not stop the stand-in
+                pass
 
     def run() -> None:
         asyncio.set_event_loop(loop)

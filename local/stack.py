@@ -79,6 +79,7 @@ class Stack:
 
         settings.cache_clear()
         create_tables()
+        self._expire_unattached_uploads(standins)
         self._seed(base)
         gateway = self._start_gateway(port)
         self.info = {
@@ -124,6 +125,18 @@ class Stack:
         standins = start_standins(self.options.host, storage, DEMO_BUCKET, LOCAL_ACCESS_KEY_ID, secret)
         self._stoppers.append(standins.stop)
         return standins
+
+    def _expire_unattached_uploads(self, standins: Any) -> None:
+        """The bucket as infra/aliyun.py sets it up for real: never-attached uploads expire."""
+        import oss2
+
+        from chalicelib.config import settings
+        from infra import aliyun
+
+        cfg = settings()
+        auth = oss2.AuthV4(cfg.aliyun_access_key_id, cfg.aliyun_access_key_secret)
+        bucket = oss2.Bucket(auth, standins.oss_endpoint, DEMO_BUCKET, region=standins.oss.region)
+        aliyun.put_lifecycle(bucket, aliyun.lifecycle_rules(cfg.oss_prefix, 1))
 
     def _seed(self, base: str) -> None:
         from chalicelib import sites

@@ -175,14 +175,24 @@ class Harness:
         return self.rest("POST", "/v1/visitor/session", {"site_id": site_id, **fields},
                          headers={"Origin": origin}).json_body
 
-    def chat(self) -> "Chat":
-        """A site with one agent and one visitor, both connected: the usual starting point."""
+    def chat(self, opened: bool = False) -> "Chat":
+        """A site with one agent and one visitor, both connected: the usual starting point.
+        ``opened``: the visitor has written once (seq 1), so the conversation is open and assigned."""
         site = self.site()
         agent = self.agent(site.site_id)
         agent_conn, _ = self.connect(agent["token"])
         visitor = self.visitor(site.site_id)
+        if opened:
+            self.say(visitor)
         visitor_conn, _ = self.connect(visitor["token"])
         return Chat(site, agent, agent_conn, visitor, visitor_conn)
+
+    def say(self, visitor: Dict[str, Any], text: str = "hello", client_msg_id: str = "hello") -> Dict[str, Any]:
+        """The visitor writes (over REST): a conversation opens for agents only once someone speaks."""
+        response = self.rest("POST", f"/v1/conversations/{visitor['conversation_id']}/messages",
+                             {"client_msg_id": client_msg_id, "text": text}, token=visitor["token"])
+        assert response.status_code == 200, response.json_body
+        return response.json_body
 
     def rest(self, method: str, path: str, body: Any = None, token: Optional[str] = None,
              headers: Optional[Dict[str, str]] = None):

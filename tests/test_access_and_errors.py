@@ -89,6 +89,7 @@ def test_agent_cannot_touch_another_sites_conversation(harness, chat):
     site, agent, agent_conn, visitor, visitor_conn = chat
     other_site = harness.site(origins=["https://other.example"])
     foreign = harness.visitor(other_site.site_id, origin="https://other.example")
+    harness.say(visitor)
     for frame in [{"action": "send", "conversation_id": foreign["conversation_id"], "client_msg_id": "c1", "text": "hi"},
                   {"action": "sync", "conversation_id": foreign["conversation_id"], "after_seq": 0},
                   {"action": "claim", "conversation_id": foreign["conversation_id"]}]:

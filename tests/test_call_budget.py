@@ -86,6 +86,7 @@ def test_agent_connect_reads_track_open_conversations_not_history(harness):
     conn, _ = harness.connect(agent["token"])
     for i in range(40):
         visitor = harness.visitor(site.site_id)
+        harness.say(visitor)
         if i >= 3:
             harness.reply(conn, {"action": "close", "conversation_id": visitor["conversation_id"]})
     harness.disconnect(conn)

@@ -30,6 +30,8 @@ def test_conversation_auto_assigned_to_online_agent(harness):
     agent = harness.agent(site.site_id)
     harness.connect(agent["token"])
     visitor = harness.visitor(site.site_id)
+    assert harness.rest("GET", "/v1/conversations", token=agent["token"]).json_body["conversations"] == []
+    harness.say(visitor)  # a conversation reaches agents once the visitor writes
     listing = harness.rest("GET", "/v1/conversations", token=agent["token"]).json_body
     conv = [c for c in listing["conversations"] if c["conversation_id"] == visitor["conversation_id"]][0]
     assert conv["status"] == "assigned" and conv["agent_id"] == agent["agent_id"]
@@ -39,6 +41,7 @@ def test_conversation_queued_when_no_agent_online(harness):
     site = harness.site()
     agent = harness.agent(site.site_id)
     visitor = harness.visitor(site.site_id)
+    harness.say(visitor)
     listing = harness.rest("GET", "/v1/conversations", token=agent["token"]).json_body
     assert listing["conversations"][0]["conversation_id"] == visitor["conversation_id"]
     assert listing["conversations"][0]["status"] == "queued"
@@ -92,7 +95,7 @@ def test_typing_and_read_reach_the_other_side(harness):
 
 
 def test_page_view_shown_to_agents(harness):
-    site, agent, agent_conn, visitor, visitor_conn = harness.chat()
+    site, agent, agent_conn, visitor, visitor_conn = harness.chat(opened=True)
     harness.reply(visitor_conn, {"action": "page_view", "url": "https://shop.example/cart", "title": "Cart"})
     views = harness.mgmt.of_type(agent_conn, "page_view")
     assert views[-1]["page"]["url"] == "https://shop.example/cart"
@@ -101,7 +104,7 @@ def test_page_view_shown_to_agents(harness):
 
 
 def test_presence_of_visitor_reaches_agents(harness):
-    site, agent, agent_conn, visitor, visitor_conn = harness.chat()
+    site, agent, agent_conn, visitor, visitor_conn = harness.chat(opened=True)
     assert harness.mgmt.of_type(agent_conn, "presence")[-1]["status"] == "online"
     harness.disconnect(visitor_conn)
     assert harness.mgmt.of_type(agent_conn, "presence")[-1]["status"] == "offline"

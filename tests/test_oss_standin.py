@@ -240,3 +240,125 @@ def test_other_bucket_is_not_there(standins, creds):  # noqa: F811
                         region=REGION)
     with pytest.raises(oss2.exceptions.NoSuchBucket):
         other.put_object("a.txt", b"x")
+
+
+# ---- metadata, copies, downloads' response headers ------------------------------------------
+
+PENDING = "uploads/pending/site1/conv1/abcdef0123456789/report.txt"
+
+
+def test_user_metadata_is_kept_and_returned(v4_bucket):
+    v4_bucket.put_object(KEY, b"hello", headers={"Content-Type": "text/plain", "x-oss-meta-name": "a%20b.txt"})
+    head = v4_bucket.head_object(KEY)
+    assert head.headers["x-oss-meta-name"] == "a%20b.txt" and head.content_type == "text/plain"
+
+
+def test_copy_object_with_temporary_credentials(v4_bucket):
+    v4_bucket.put_object(PENDING, b"hello", headers={"Content-Type": "text/plain", "x-oss-meta-name": "r.txt"})
+    etag = v4_bucket.head_object(PENDING).etag
+    with pytest.raises(oss2.exceptions.ServerError) as stale:  # the source is not what was checked
+        v4_bucket.copy_object(BUCKET, PENDING, KEY, headers={"x-oss-copy-source-if-match": '"0000"'})
+    assert (stale.value.status, stale.value.code) == (412, "PreconditionFailed")
+    v4_bucket.copy_object(BUCKET, PENDING, KEY, headers={"x-oss-copy-source-if-match": f'"{etag}"',
+                                                         "x-oss-forbid-overwrite": "true"})
+    copied = v4_bucket.head_object(KEY)
+    assert (copied.content_type, copied.headers["x-oss-meta-name"], copied.etag) == ("text/plain", "r.txt", etag)
+    assert v4_bucket.get_object(KEY).read() == b"hello"
+    with pytest.raises(oss2.exceptions.ServerError) as again:
+        v4_bucket.copy_object(BUCKET, PENDING, KEY, headers={"x-oss-forbid-overwrite": "true"})
+    assert (again.value.status, again.value.code) == (409, "FileAlreadyExists")
+    with pytest.raises(oss2.exceptions.NoSuchKey):
+        v4_bucket.copy_object(BUCKET, PENDING + ".missing", KEY + ".2")
+    with pytest.raises(oss2.exceptions.AccessDenied):  # the session policy covers the target too
+        v4_bucket.copy_object(BUCKET, PENDING, "private/copy.txt")
+
+
+def test_temporary_credentials_delete_only_in_the_pending_area(v4_bucket):
+    v4_bucket.put_object(PENDING, b"a")
+    v4_bucket.put_object(KEY, b"b")
+    v4_bucket.delete_object(PENDING)
+    assert not v4_bucket.object_exists(PENDING)
+    with pytest.raises(oss2.exceptions.AccessDenied):
+        v4_bucket.delete_object(KEY)
+    assert v4_bucket.object_exists(KEY)
+
+
+@pytest.mark.parametrize("signer", ["v4_bucket", "v1_bucket"])
+def test_reads_are_answered_with_nosniff_and_signed_response_overrides(request, signer):
+    bucket = request.getfixturevalue(signer)
+    bucket.put_object(KEY, b"<script>alert(1)</script>", headers={"Content-Type": "text/plain"})
+    plain = requests.get(bucket.sign_url("GET", KEY, 60, slash_safe=True), timeout=10)
+    assert plain.headers["X-Content-Type-Options"] == "nosniff" and "Content-Disposition" not in plain.headers
+    assert bucket.head_object(KEY).headers["X-Content-Type-Options"] == "nosniff"
+    disposition = "attachment; filename*=UTF-8''%E6%8A%A5%E4%BB%B7.txt"
+    url = bucket.sign_url("GET", KEY, 60, slash_safe=True, params={
+        "response-content-disposition": disposition, "response-cache-control": "no-store"})
+    got = requests.get(url, timeout=10)
+    assert got.status_code == 200, got.text
+    assert (got.headers["Content-Disposition"], got.headers["Cache-Control"]) == (disposition, "no-store")
+    assert got.headers["Content-Type"] == "text/plain"
+    # the overrides are signed: changing one breaks the signature
+    name = "response-content-disposition"
+    assert _code(requests.get(_with_param(url, name, "inline"), timeout=10)) == "SignatureDoesNotMatch"
+    # OSS refuses to override the type on a GET (error 0017-00000902), signed or not
+    typed = requests.get(bucket.sign_url("GET", KEY, 60, slash_safe=True,
+                                         params={"response-content-type": "text/html"}), timeout=10)
+    assert (typed.status_code, _code(typed)) == (400, "InvalidRequest")
+    assert "Can not override response header on content-type" in typed.text
+
+
+# ---- lifecycle -------------------------------------------------------------------------------
+
+def _owner(standins):  # noqa: F811
+    return oss2.Bucket(oss2.AuthV4(LONG_TERM_ID, LONG_TERM_SECRET), standins.oss_endpoint, BUCKET, region=REGION)
+
+
+def _rule(rule_id, prefix, days=None, created_before=None, status="Enabled"):
+    from oss2.models import LifecycleExpiration, LifecycleRule
+
+    return LifecycleRule(rule_id, prefix, status=status,
+                         expiration=LifecycleExpiration(days=days, created_before_date=created_before))
+
+
+def test_lifecycle_configuration_round_trip(standins, v4_bucket):  # noqa: F811
+    from oss2.models import BucketLifecycle
+
+    owner = _owner(standins)
+    with pytest.raises(oss2.exceptions.NoSuchLifecycle):
+        owner.get_bucket_lifecycle()
+    owner.put_bucket_lifecycle(BucketLifecycle([_rule("pending", "uploads/pending/", days=1),
+                                                _rule("old", "logs/", status="Disabled", days=30)]))
+    rules = owner.get_bucket_lifecycle().rules
+    assert [(r.id, r.prefix, r.status, r.expiration.days) for r in rules] == [
+        ("pending", "uploads/pending/", "Enabled", 1), ("old", "logs/", "Disabled", 30)]
+    with pytest.raises(oss2.exceptions.AccessDenied):  # not what the upload credentials may do
+        v4_bucket.put_bucket_lifecycle(BucketLifecycle([_rule("x", "", days=1)]))
+    with pytest.raises(oss2.exceptions.ServerError) as malformed:
+        owner.put_bucket_lifecycle("<LifecycleConfiguration><Rule><Status>On</Status></Rule></LifecycleConfiguration>")
+    assert malformed.value.code == "MalformedXML"
+    owner.delete_bucket_lifecycle()
+    with pytest.raises(oss2.exceptions.NoSuchLifecycle):
+        owner.get_bucket_lifecycle()
+
+
+def test_lifecycle_expiry_deletes_on_the_standins_clock(standins, clock):  # noqa: F811
+    import datetime
+
+    from oss2.models import BucketLifecycle
+
+    owner = _owner(standins)
+    for key in (PENDING, KEY, "logs/a.txt", "archive/a.txt"):
+        owner.put_object(key, b"x")
+    tomorrow = datetime.date.today() + datetime.timedelta(days=2)
+    owner.put_bucket_lifecycle(BucketLifecycle([
+        _rule("pending", "uploads/pending/", days=1), _rule("off", "logs/", days=1, status="Disabled"),
+        _rule("dated", "archive/", created_before=tomorrow)]))
+    later = owner.sign_url("GET", PENDING, 3 * 86400, slash_safe=True)  # still valid after the jump
+    assert standins.oss.run_lifecycle() == ["archive/a.txt"]  # modified before the date
+    clock.offset = 86400 - 5
+    assert requests.get(later, timeout=10).content == b"x"
+    clock.offset = 86400 + 5
+    response = requests.get(later, timeout=10)  # expired objects are gone at once, sweep or not
+    assert (response.status_code, _code(response)) == (404, "NoSuchKey")
+    assert standins.oss.run_lifecycle() == []
+    assert standins.oss.store.get(BUCKET, KEY) is not None and standins.oss.store.get(BUCKET, "logs/a.txt")

@@ -12,7 +12,7 @@ from chalicelib.models import Connection, Conversation, Site, as_dict
 
 
 def _setup(harness):
-    return harness.chat()
+    return harness.chat(opened=True)
 
 
 def test_stale_connection_swept_fresh_kept(harness, timeline):
@@ -125,3 +125,111 @@ def test_sweep_reads_track_stale_connections_not_live_ones(harness, timeline):
     assert report.dropped == 7
     assert calls.scans == 0
     assert calls.items_read == 7  # the index returned the stale ones only
+
+
+def test_sweep_drops_the_longest_silent_first_across_shards(harness, monkeypatch):
+    """A backlog (more stale connections than threads) delays the newest, never the most overdue."""
+    import dataclasses
+
+    oldest = clock.now() - settings().heartbeat_timeout - 60
+    ids = [f"stale{i:02d}=" for i in range(12)]
+    for i, connection_id in enumerate(ids):  # silent for 60 s, 59 s, ... beyond the timeout
+        Connection(connection_id, role="visitor", site_id="s", subject=f"v{i}", conversation_id=f"c{i}",
+                   connected_at=0, last_seen=oldest + i, sweep_shard=connections.sweep_shard(connection_id),
+                   expires_at=int(clock.now()) + 3600).save()
+    assert len({connections.sweep_shard(c) for c in ids}) > 1
+    one_thread = dataclasses.replace(settings(), sweep_threads=1)
+    monkeypatch.setattr(sweep, "settings", lambda: one_thread)
+    order = []
+    original = connections.drop
+    monkeypatch.setattr(connections, "drop", lambda cid, *a, **k: order.append(cid) or original(cid, *a, **k))
+    assert sweep.sweep().examined == 12
+    assert order == ids
+
+
+def test_sockets_are_closed_only_once_every_stale_one_is_reported(harness, timeline, monkeypatch):
+    site = harness.site()
+    agent = harness.agent(site.site_id)
+    agent_conn, _ = harness.connect(agent["token"])
+    visitor_conns = []
+    for i in range(6):
+        visitor = harness.visitor(site.site_id)
+        visitor_conns.append(harness.connect(visitor["token"])[0])
+        sent = harness.frame(visitor_conns[-1], {"action": "send", "conversation_id": visitor["conversation_id"],
+                                                 "client_msg_id": f"m{i}", "text": "hello"})
+        assert any(f["type"] == "ack" for f in sent)  # the conversation is open: agents see the visitor
+    timeline(settings().heartbeat_timeout + 5)
+    harness.reply(agent_conn, {"action": "ping"})
+    events = []
+    original_post, original_delete = harness.mgmt.post_to_connection, harness.mgmt.delete_connection
+    monkeypatch.setattr(harness.mgmt, "post_to_connection",
+                        lambda ConnectionId, Data: events.append("told") or original_post(ConnectionId=ConnectionId, Data=Data))
+    monkeypatch.setattr(harness.mgmt, "delete_connection",
+                        lambda ConnectionId: events.append("closed") or original_delete(ConnectionId=ConnectionId))
+    report = sweep.sweep()
+    assert sorted(report.dropped_ids) == sorted(visitor_conns)
+    assert events == ["told"] * 6 + ["closed"] * 6
+    assert set(visitor_conns) <= set(harness.mgmt.deleted)
+
+
+def test_overlapping_runs_in_one_process_drop_each_connection_once(harness, timeline, monkeypatch):
+    import threading
+
+    site = harness.site()
+    conns = [harness.connect(harness.visitor(site.site_id)["token"])[0] for _ in range(8)]
+    timeline(settings().heartbeat_timeout + 5)
+    second_done = threading.Event()
+    attempts = []
+    original = connections.drop
+
+    def slow_drop(connection_id, *args, **kwargs):
+        attempts.append(connection_id)
+        second_done.wait(10)  # the first run holds its claims while the second one runs
+        return original(connection_id, *args, **kwargs)
+
+    monkeypatch.setattr(connections, "drop", slow_drop)
+    first = []
+    runner = threading.Thread(target=lambda: first.append(sweep.sweep()))
+    runner.start()
+    deadline = time.monotonic() + 10
+    while len(attempts) < len(conns) and time.monotonic() < deadline:  # all eight under way
+        time.sleep(0.01)
+    second = sweep.sweep()
+    second_done.set()
+    runner.join(10)
+    assert second.examined == 0
+    assert sorted(first[0].dropped_ids) == sorted(conns) and sorted(attempts) == sorted(conns)
+
+
+def test_a_heartbeat_that_lands_late_never_moves_last_seen_back(harness, timeline, monkeypatch):
+    """Two pings of one connection handled at once: the earlier one's write lands last. Last-seen
+    must keep the later ping, or a live connection looks older than it is, and its function's
+    cached last-seen (the later one) keeps the next pings from writing: swept while pinging."""
+    import threading
+
+    site, agent, agent_conn, visitor, visitor_conn = _setup(harness)
+    interval = connections.heartbeat_write_interval()
+    timeline(interval)
+    earlier = clock.now()
+    held, release = threading.Event(), threading.Event()
+    original = Connection.update
+
+    def update(self, *args, **kwargs):
+        if threading.current_thread().name == "earlier-ping":
+            held.set()
+            release.wait(10)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "update", update)
+    first = []
+    ping = threading.Thread(target=lambda: first.append(connections.heartbeat(visitor_conn)), name="earlier-ping")
+    ping.start()
+    assert held.wait(10)
+    timeline(interval)
+    assert connections.heartbeat(visitor_conn)  # the later ping's write lands first
+    release.set()
+    ping.join(10)
+    assert first == [True]
+    stored = Connection.get(visitor_conn, consistent_read=True).last_seen
+    assert stored == earlier + interval
+    assert connections._known[visitor_conn].last_seen <= stored

@@ -104,7 +104,8 @@ def test_grant_upload_and_signed_download(standins):
     grant = _grant()
     assert grant["method"] == "POST" and grant["headers"] == {}
     assert grant["url"] == f"{standins.oss_endpoint}/{BUCKET}/"
-    assert grant["key"].startswith("uploads/site1/conv1/") and grant["key"].endswith("/photo.png")
+    assert grant["key"].startswith("uploads/pending/site1/conv1/") and grant["key"].endswith("/photo.png")
+    assert grant["max_bytes"] == len(PNG)  # the form takes no more than the declared size
     fields = grant["fields"]
     assert fields["x-oss-signature-version"] == "OSS4-HMAC-SHA256"
     assert fields["x-oss-credential"].endswith(f"/{REGION}/oss/aliyun_v4_request")
@@ -114,12 +115,14 @@ def test_grant_upload_and_signed_download(standins):
     response = _post(grant)
     assert response.status_code == 201, response.text
     assert uploads.object_size(grant["key"]) == len(PNG)
-    download = uploads.signed_download_url(grant["key"])
+    download = uploads.signed_download_url(grant["key"], "photo.png", "image/png")
     query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(download["url"]).query))
     assert query["x-oss-signature-version"] == "OSS4-HMAC-SHA256" and f"/{REGION}/oss/" in query["x-oss-credential"]
     assert "x-oss-security-token" in query and "OSSAccessKeyId" not in query
+    assert query["response-content-disposition"] == "inline"
     got = requests.get(download["url"], timeout=10)
     assert got.status_code == 200 and got.content == PNG and got.headers["Content-Type"] == "image/png"
+    assert got.headers["X-Content-Type-Options"] == "nosniff"
     assert uploads.object_size(grant["key"].replace("photo.png", "other.png")) is None
 
 
@@ -129,7 +132,8 @@ def test_policy_pins_everything_the_form_carries(standins):
     assert {"bucket": BUCKET} in conditions
     assert ["eq", "$key", grant["key"]] in conditions
     assert ["eq", "$Content-Type", "image/png"] in conditions
-    assert ["content-length-range", 1, 1024] in conditions
+    assert ["content-length-range", 1, len(PNG)] in conditions  # the declared size, not the site's limit
+    assert ["eq", "$x-oss-meta-name", "photo.png"] in conditions
     assert ["eq", "$x-oss-forbid-overwrite", "true"] in conditions
     for name in ("x-oss-signature-version", "x-oss-credential", "x-oss-date", "x-oss-security-token"):
         assert {name: fields[name]} in conditions
@@ -202,12 +206,12 @@ def test_properly_signed_policies_are_still_checked(standins):
     assert _post(grant, body=b"x" * 5000, **_resigned(grant, no_size_limit)).status_code == 201
 
 
-def test_body_over_the_size_limit_is_refused_by_oss_itself(standins):
+def test_body_over_the_declared_size_is_refused_by_oss_itself(standins):
     grant = _grant(size=100, max_bytes=300)  # the client claims 100 bytes, then sends more
-    response = _post(grant, body=b"x" * 301)
+    response = _post(grant, body=b"x" * 101)
     assert (response.status_code, _error_code(response)) == (400, "EntityTooLarge")
     assert uploads.object_size(grant["key"]) is None
-    assert _post(grant, body=b"x" * 300).status_code == 201  # the limit itself is allowed
+    assert _post(grant, body=b"x" * 100).status_code == 201  # the declared size itself is allowed
 
 
 def test_empty_body_is_refused(standins):
@@ -264,7 +268,7 @@ def test_session_policy_limits_temporary_credentials_to_the_prefix(standins):
     ({"content_type": "image/png; x=1"}, "upload_type_not_allowed", 415),
     ({"content_type": ""}, "upload_type_not_allowed", 415),
     ({"file_name": ""}, "invalid_file_name", 400),
-    ({"file_name": "a\x00.png"}, "invalid_file_name", 400),
+    ({"file_name": "\x00\u202e\u2066 \t"}, "invalid_file_name", 400),  # nothing visible once cleaned
     ({"file_name": "x" * 256}, "invalid_file_name", 400),
     ({"conversation_id": "../conv2"}, "invalid_conversation_id", 400),
 ])
@@ -295,6 +299,81 @@ def test_type_allowlist():
 ])
 def test_file_names_are_sanitized_into_the_key(given, kept):
     assert uploads._sanitize(given) == kept
+
+
+@pytest.mark.parametrize("given,shown", [
+    ("photo.png", "photo.png"),
+    ("invoice\u202efdp.exe", "invoicefdp.exe"),
+    ("\u2066a\u2069 b\u200e\u200f\u061c.txt", "a b.txt"),
+    ("tab\there\r\nand\x85there.txt", "tab here and there.txt"),
+    ("bell\x07\x00\x1f\x7f\x9f.txt", "bell.txt"),
+    ("zero\u200bwidth\ufeff.txt", "zerowidth.txt"),
+    ("family \U0001F468\u200d\U0001F469.png", "family \U0001F468\u200d\U0001F469.png"),  # ZWJ kept
+    ("C:\\Users\\ann\\report.pdf", "report.pdf"),
+    ("  spaced   out .txt ", "spaced out .txt"),
+    ("\u202e\u2066\x00", ""),
+    ("e\u0301.txt", "\u00e9.txt"),  # NFC
+])
+def test_names_are_cleaned_for_display(given, shown):
+    assert uploads.clean_name(given) == shown
+
+
+@pytest.mark.parametrize("name,content_type,shown", [
+    ("cat.png", "image/png", "cat.png"),
+    ("cat.PNG", "image/png", "cat.PNG"),
+    ("scan.jpeg", "image/jpeg", "scan.jpeg"),
+    ("invoice.pdf.exe", "application/pdf", "invoice.pdf.exe.pdf"),
+    ("run.bat", "text/plain", "run.bat.txt"),  # text/plain never keeps a runnable extension
+    ("README", "text/plain", "README.txt"),
+    (".txt", "text/plain", ".txt.txt"),
+    ("data.bin", "application/octet-stream", "data.bin"),
+    ("tool.exe", "application/octet-stream", "tool.exe.bin"),
+    ("x" * 255, "application/pdf", "x" * 251 + ".pdf"),
+])
+def test_display_names_carry_an_extension_of_their_type(name, content_type, shown):
+    assert uploads.display_name(name, content_type) == shown
+
+
+def test_content_disposition():
+    assert uploads.content_disposition("cat.png", "image/png") == "inline"
+    assert uploads.content_disposition("cat.svg", "image/svg+xml") == "attachment; filename*=UTF-8''cat.svg"
+    assert uploads.content_disposition("报价 1.pdf", "application/pdf") == \
+        "attachment; filename*=UTF-8''%E6%8A%A5%E4%BB%B7%201.pdf"
+    assert uploads.content_disposition("a\"b;c.txt", "text/plain") == "attachment; filename*=UTF-8''a%22b%3Bc.txt"
+
+
+def test_pending_and_final_keys():
+    pending = "uploads/pending/site1/conv1/0123456789abcdef0123456789abcdef/a.png"
+    final = "uploads/site1/conv1/0123456789abcdef0123456789abcdef/a.png"
+    assert uploads.final_key(pending, "site1", "conv1") == final
+    assert uploads.final_key(final, "site1", "conv1") == final
+    assert uploads.pending_key(final, "site1", "conv1") == pending
+    assert uploads.final_key(pending, "site1", "conv2") is None
+    assert uploads.final_key(pending.replace("site1", "site2"), "site1", "conv1") is None
+    assert uploads.final_key("uploads/pending/site1/conv1/../x/a.png", "site1", "conv1") is None
+    assert uploads.final_key(None, "site1", "conv1") is None
+    assert not uploads.key_belongs_to(pending, "site1", "conv1")  # not attached: no download
+    # "pending" can never be a site that holds uploads: its files would sit under the lifecycle rule
+    assert not uploads.key_belongs_to("uploads/pending/conv1/0123456789abcdef/a.png", "pending", "conv1")
+    with pytest.raises(KefuError) as refused:
+        _grant(site_id="pending")
+    assert refused.value.code == "invalid_conversation_id"
+
+
+def test_promote_moves_an_upload_out_of_pending_once(standins):
+    grant = _grant()
+    assert _post(grant).status_code == 201
+    final = uploads.final_key(grant["key"], "site1", "conv1")
+    stored = uploads.head_object(grant["key"])
+    assert (stored.size, stored.content_type, stored.name) == (len(PNG), "image/png", "photo.png")
+    assert uploads.promote(grant["key"], final) is True
+    assert uploads.head_object(grant["key"]) is None
+    moved = uploads.head_object(final)
+    assert (moved.size, moved.content_type, moved.name, moved.etag) == (len(PNG), "image/png", "photo.png", stored.etag)
+    assert _post(grant).status_code == 201  # a replay of the form re-creates the pending object...
+    assert uploads.promote(grant["key"], final) is False  # ...a second attach keeps the first
+    assert uploads.head_object(grant["key"]) is None
+    assert requests.get(uploads.signed_download_url(final)["url"], timeout=10).content == PNG
 
 
 def test_key_belongs_only_to_its_conversation():
@@ -361,8 +440,9 @@ def test_sts_request_against_a_recorded_response_shape(upload_settings):
     assert seen["params"]["RoleSessionName"] == "kefu-uploads"
     assert seen["params"]["DurationSeconds"] == 900
     policy = json.loads(seen["params"]["Policy"])
-    assert policy == {"Version": "1", "Statement": [{
-        "Effect": "Allow", "Action": ["oss:PutObject", "oss:GetObject"], "Resource": ["acs:oss:*:*:bkt/uploads/*"]}]}
+    assert policy == {"Version": "1", "Statement": [
+        {"Effect": "Allow", "Action": ["oss:PutObject", "oss:GetObject"], "Resource": ["acs:oss:*:*:bkt/uploads/*"]},
+        {"Effect": "Allow", "Action": ["oss:DeleteObject"], "Resource": ["acs:oss:*:*:bkt/uploads/pending/*"]}]}
     assert creds.access_key_id.startswith("STS.") and creds.security_token.startswith("CAIS")
     assert creds.expires_at == 1795349700.0  # 2026-11-22T12:15:00Z
 
@@ -501,3 +581,14 @@ def test_chat_modules_do_not_import_oss2_or_the_sts_sdk():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+def test_attachments_stored_before_cleaning_are_shown_clean(standins):
+    from chalicelib import attachments
+
+    legacy = {"key": "uploads/site1/conv1/0123456789abcdef/invoice.exe", "name": "invoice\u202efdp.exe",
+              "size": 10, "content_type": "application/pdf"}
+    view = attachments.with_download_url(legacy)
+    assert view["name"] == "invoicefdp.exe"
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(view["url"]).query))
+    assert query["response-content-disposition"] == "attachment; filename*=UTF-8''invoicefdp.exe.pdf"

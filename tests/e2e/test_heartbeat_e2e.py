@@ -26,6 +26,9 @@ def test_silent_client_is_swept_and_agent_told_while_pinging_client_stays(stack)
     agent = stack.agent()
     agent_ws = ChatClient(stack.ws_url(agent["token"]))
     silent = stack.visitor(name="Silent")
+    wrote = stack.rest("POST", f"/v1/conversations/{silent['conversation_id']}/messages", token=silent["token"],
+                       json={"client_msg_id": "hi", "text": "hi"})  # agents follow visitors who wrote
+    assert wrote.status_code == 200
     lively = stack.visitor(name="Lively")
     lively_ws = ChatClient(stack.ws_url(lively["token"]), origin=stack.base)
     dead_socket = half_open_socket(stack.ws_url(silent["token"]), origin=stack.base)

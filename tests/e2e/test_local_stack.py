@@ -24,7 +24,7 @@ def _pair(stack):
     agent_ws = ChatClient(stack.ws_url(agent["token"]))
     visitor = stack.visitor(name="Vera")
     visitor_ws = ChatClient(stack.ws_url(visitor["token"]), origin=stack.base)
-    agent_ws.wait_type("presence", status="online", id=visitor["visitor_id"])
+    assert visitor_ws.request({"action": "ping"})["type"] == "pong"  # past $connect
     return agent, agent_ws, visitor, visitor_ws
 
 
