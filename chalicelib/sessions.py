@@ -7,15 +7,15 @@ from typing import Any, Dict, Optional
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib import clock, connections, conversations, ids, jsonio, limits, tokens
+from chalicelib import clock, connections, conversations, jsonio, limits, tokens, verification
 from chalicelib.config import settings
 from chalicelib.errors import KefuError, bad_request, too_large, unauthorized
 from chalicelib.models import Agent, Visitor
 from chalicelib.passwords import dummy_hash, verify_password
 from chalicelib.sites import check_identity_hash, check_origin, get_site, upload_policy
 
-# Anonymous visitor ids are server-made and unguessable: holding one is the proof of being that visitor.
-_ANONYMOUS_ID = re.compile(r"^v_[A-Za-z0-9]{20,40}$")
+# The shape of an anonymous visitor id; only those this server signed are honoured (verification.py).
+_ANONYMOUS_ID = re.compile(r"^v_[A-Za-z0-9]{20,60}$")
 _USER_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 
@@ -50,17 +50,22 @@ def visitor_session(body: Dict[str, Any], origin: Optional[str], source_ip: Opti
     attributes = _attributes(body)
     user_id = _optional_str(body, "user_id", 128)
     claimed_visitor = _optional_str(body, "visitor_id", 64)
-    if user_id is not None:
+    identity_token = body.get("identity_token")
+    if identity_token is not None:
+        user_id, claimed_name = verification.from_identity_token(site, identity_token)
+        name = name if name is not None else claimed_name
+        visitor_id, verified = f"u_{user_id}", True
+    elif user_id is not None:
         if not _USER_ID.match(user_id):
             raise bad_request("invalid_user_id", "user_id: 1-128 printable characters")
         check_identity_hash(site, user_id, body.get("user_hash"))
         visitor_id, verified = f"u_{user_id}", True
-    elif claimed_visitor is not None and _ANONYMOUS_ID.match(claimed_visitor):
+    elif claimed_visitor is not None and verification.is_issued_visitor_id(claimed_visitor):
         visitor_id, verified = claimed_visitor, False
-    elif claimed_visitor is not None:
+    elif claimed_visitor is not None and not _ANONYMOUS_ID.match(claimed_visitor):
         raise bad_request("invalid_visitor_id", "visitor_id must be one this server issued")
-    else:
-        visitor_id, verified = ids.random_id("v", 18), False
+    else:  # none yet, or one this server did not sign (made up, or from before ids were signed)
+        visitor_id, verified = verification.new_visitor_id(), False
 
     now = int(clock.now())
     try:
