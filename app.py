@@ -33,14 +33,25 @@ def visitor_session():
     return http.respond(app.current_request, http.visitor_session)
 
 
-@app.route("/v1/agent/session", methods=["POST"], cors=True)
+# Agents' routes answer browsers only from KEFU_CONSOLE_ORIGINS (http.console_preflight).
+@app.route("/v1/agent/session", methods=["POST"])
 def agent_session():
-    return http.respond(app.current_request, http.agent_session)
+    return http.respond(app.current_request, http.agent_session, console_only=True)
 
 
-@app.route("/v1/conversations", methods=["GET"], cors=True)
+@app.route("/v1/agent/session", methods=["OPTIONS"])
+def agent_session_preflight():
+    return http.console_preflight(app.current_request)
+
+
+@app.route("/v1/conversations", methods=["GET"])
 def list_conversations():
-    return http.respond(app.current_request, http.list_conversations)
+    return http.respond(app.current_request, http.list_conversations, console_only=True)
+
+
+@app.route("/v1/conversations", methods=["OPTIONS"])
+def list_conversations_preflight():
+    return http.console_preflight(app.current_request)
 
 
 @app.route("/v1/conversations/{conversation_id}/messages", methods=["POST"], cors=True)

@@ -45,7 +45,8 @@ class Settings:
     agent_token_ttl: int
     # KEFU_CONNECTION_TTL: DynamoDB TTL backstop on connection records (API Gateway's 2 h maximum).
     connection_ttl: int
-    # KEFU_CONSOLE_ORIGINS: comma-separated origins the agent console is served from ("*" = any).
+    # KEFU_CONSOLE_ORIGINS: comma-separated origins the agent console is served from. None by default:
+    # agent routes answer browsers only from these ("*" = any, for development only).
     console_origins: tuple
     # KEFU_HEARTBEAT_INTERVAL: a ping refreshes last-seen at most once per this many seconds.
     heartbeat_interval: int
@@ -152,7 +153,7 @@ def settings() -> Settings:
         visitor_token_ttl=_int("KEFU_VISITOR_TOKEN_TTL", 3600),
         agent_token_ttl=_int("KEFU_AGENT_TOKEN_TTL", 12 * 3600),
         connection_ttl=_int("KEFU_CONNECTION_TTL", 2 * 3600 + 600),
-        console_origins=tuple(o.strip().rstrip("/") for o in _str("KEFU_CONSOLE_ORIGINS", "*").split(",") if o.strip()),
+        console_origins=tuple(o.strip().rstrip("/") for o in _str("KEFU_CONSOLE_ORIGINS", "").split(",") if o.strip()),
         heartbeat_interval=_int("KEFU_HEARTBEAT_INTERVAL", 30),
         heartbeat_timeout=_int("KEFU_HEARTBEAT_TIMEOUT", 120),
         sweep_interval=_int("KEFU_SWEEP_INTERVAL", 60),

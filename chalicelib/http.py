@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, Optional
 from chalice import Response
 
 from chalicelib import conversations, delivery, jsonio, messages, sessions
+from chalicelib.config import settings
 from chalicelib.errors import KefuError, bad_request
 from chalicelib.tokens import from_authorization_header
 
@@ -41,19 +42,40 @@ def _json_body(request: Any) -> Dict[str, Any]:
     return body
 
 
-def respond(request: Any, handler: Callable[..., Any], *args: Any) -> Response:
+def respond(request: Any, handler: Callable[..., Any], *args: Any, console_only: bool = False) -> Response:
+    """Run a handler; ``console_only`` routes (agents') answer browsers only from the console's origins."""
+    headers = {"Content-Type": "application/json", **(_console_cors(request) if console_only else {})}
     try:
         result = handler(request, *args)
-        return Response(body=result, status_code=200, headers={"Content-Type": "application/json"})
+        return Response(body=result, status_code=200, headers=headers)
     except KefuError as exc:
-        headers = {"Content-Type": "application/json"}
         if exc.retry_after:
             headers["Retry-After"] = str(exc.retry_after)
         return Response(body=exc.to_dict(), status_code=exc.status, headers=headers)
     except Exception:
         log.exception("request failed")
         return Response(body={"code": "internal_error", "message": "something went wrong; retry"},
-                        status_code=500, headers={"Content-Type": "application/json"})
+                        status_code=500, headers=headers)
+
+
+def _console_cors(request: Any) -> Dict[str, str]:
+    """CORS for agent routes: the requesting origin echoed only if it is one of the console's."""
+    origin = _header(request, "origin")
+    allowed = settings().console_origins
+    headers = {"Vary": "Origin"}
+    if origin and ("*" in allowed or origin.rstrip("/") in allowed):
+        headers["Access-Control-Allow-Origin"] = origin
+    return headers
+
+
+def console_preflight(request: Any) -> Response:
+    """OPTIONS on an agent route: allowed only for the console's origins."""
+    headers = _console_cors(request)
+    if "Access-Control-Allow-Origin" in headers:
+        headers.update({"Access-Control-Allow-Methods": "GET,POST,OPTIONS",
+                        "Access-Control-Allow-Headers": "Authorization,Content-Type",
+                        "Access-Control-Max-Age": "600"})
+    return Response(body="", status_code=204, headers=headers)
 
 
 def _header(request: Any, name: str) -> Optional[str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -32,8 +32,20 @@ PARAMETERS = {
     "StsEndpoint": ("KEFU_STS_ENDPOINT", "https://sts.cn-hangzhou.aliyuncs.com"),
     "StsRoleArn": ("KEFU_STS_ROLE_ARN", "acs:ram::ACCOUNT:role/kefu-uploads"),
     "AliyunAccessKeyId": ("KEFU_ALIYUN_ACCESS_KEY_ID", "LTAI-set-me"),
-    "ConsoleOrigins": ("KEFU_CONSOLE_ORIGINS", "*"),
+    "ConsoleOrigins": ("KEFU_CONSOLE_ORIGINS", None),  # required: where the agent console is served
 }
+# The console's origins: https only, listed, never "*".
+CONSOLE_ORIGINS_PATTERN = r"^https://[^*,\s/]+(,https://[^*,\s/]+)*$"
+
+
+def _parameter(variable: str, default: Optional[str]) -> Dict[str, Any]:
+    parameter: Dict[str, Any] = {"Type": "String", "Description": f"sets {variable}"}
+    if default is not None:
+        parameter["Default"] = default
+    if variable == "KEFU_CONSOLE_ORIGINS":
+        parameter["AllowedPattern"] = CONSOLE_ORIGINS_PATTERN
+        parameter["ConstraintDescription"] = "comma-separated https:// origins of the agent console; no *"
+    return parameter
 
 
 def stage_config(stage: str) -> Dict[str, Any]:
@@ -142,8 +154,7 @@ def build(stage: str) -> Dict[str, Any]:
         "PolicyDocument": policy(ALL_MODELS, prefix, stage, cfg["websocket_stage"]),
     }]}}
     return {
-        "Parameters": {name: {"Type": "String", "Default": default, "Description": f"sets {variable}"}
-                       for name, (variable, default) in PARAMETERS.items()},
+        "Parameters": {name: _parameter(variable, default) for name, (variable, default) in PARAMETERS.items()},
         "Resources": resources,
         "Outputs": {"WebsocketURL": {"Value": {"Fn::Sub": "wss://${WebsocketAPI}.execute-api.${AWS::Region}."
                                                           "${AWS::URLSuffix}/" + cfg["websocket_stage"]}}},

@@ -73,6 +73,7 @@ class Stack:
             "KEFU_OSS_BUCKET": DEMO_BUCKET,
             "KEFU_PUBLIC_WEBSOCKET_URL": f"ws://{opts.host}:{port}/{opts.stage}",
         })
+        os.environ.setdefault("KEFU_CONSOLE_ORIGINS", base)  # the console the stack serves itself
         # chalicelib reads its settings on first import: only now may the app be imported.
         from chalicelib.config import settings
         from chalicelib.models import create_tables

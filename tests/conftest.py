@@ -14,6 +14,7 @@ os.environ.update({
     "KEFU_TABLE_PREFIX": "kefu-test-",
     "KEFU_TOKEN_SECRET": "test-secret-0123456789abcdef0123456789",
     "KEFU_WS_MANAGEMENT_ENDPOINT": "https://test.execute-api.us-east-1.amazonaws.com/dev",
+    "KEFU_CONSOLE_ORIGINS": "https://console.example",
 })
 for _name in ("KEFU_DYNAMODB_ENDPOINT",):
     os.environ.pop(_name, None)
