@@ -34,6 +34,9 @@ PARAMETERS = {
     "AliyunAccessKeyId": ("KEFU_ALIYUN_ACCESS_KEY_ID", "LTAI-set-me"),
     "ConsoleOrigins": ("KEFU_CONSOLE_ORIGINS", None),  # required: where the agent console is served
 }
+# Requests per second (steady, burst) each API's stage accepts before answering 429.
+THROTTLE_RATE = 200
+THROTTLE_BURST = 400
 # The console's origins: https only, listed, never "*".
 CONSOLE_ORIGINS_PATTERN = r"^https://[^*,\s/]+(,https://[^*,\s/]+)*$"
 
@@ -149,6 +152,12 @@ def build(stage: str) -> Dict[str, Any]:
             "Properties": {"LogGroupName": {"Fn::Sub": f"/aws/lambda/${{AWS::StackName}}-{name}"},
                            "RetentionInDays": 30},
         }
+    # Stage throttling for both APIs: a flood spends API Gateway's budget, not the functions'.
+    resources["RestAPI"] = {"Properties": {"MethodSettings": [{
+        "ResourcePath": "/*", "HttpMethod": "*",
+        "ThrottlingRateLimit": THROTTLE_RATE, "ThrottlingBurstLimit": THROTTLE_BURST}]}}
+    resources["WebsocketAPIStage"] = {"Properties": {"DefaultRouteSettings": {
+        "ThrottlingRateLimit": THROTTLE_RATE, "ThrottlingBurstLimit": THROTTLE_BURST}}}
     resources["DefaultRole"] = {"Properties": {"Policies": [{
         "PolicyName": "KefuLeastPrivilege",
         "PolicyDocument": policy(ALL_MODELS, prefix, stage, cfg["websocket_stage"]),

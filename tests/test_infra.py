@@ -43,6 +43,15 @@ def _statements(template):
                     yield name, statement
 
 
+def test_both_apis_have_stage_throttling(packaged):
+    resources = packaged[2]["Resources"]
+    rest = resources["RestAPI"]["Properties"]["MethodSettings"][0]
+    websocket = resources["WebsocketAPIStage"]["Properties"]["DefaultRouteSettings"]
+    for stage in (rest, websocket):
+        assert stage["ThrottlingRateLimit"] > 0 and stage["ThrottlingBurstLimit"] >= stage["ThrottlingRateLimit"]
+    assert resources["RestAPI"]["Type"] == "AWS::Serverless::Api"  # merged into what chalice made
+
+
 def test_role_grants_no_wildcard_beyond_the_management_api(packaged):
     _, _, template = packaged
     statements = list(_statements(template))
