@@ -113,3 +113,17 @@ def test_logins_from_one_address_are_limited_across_accounts(harness, timeline):
     codes = [_login(harness, site.site_id, f"user{i}@shop.example", "wrong password").json_body["code"]
              for i in range(settings().login_ip_limit + 1)]
     assert codes[-1] == "too_many_attempts" and codes.count("invalid_credentials") == settings().login_ip_limit
+
+
+def test_page_loads_alone_never_reach_agents(harness, no_rate_limits):
+    site = harness.site()
+    agent = harness.agent(site.site_id)
+    agent_conn, _ = harness.connect(agent["token"])
+    for _ in range(30):  # page loads: a session and a socket each, nobody writes
+        visitor = harness.visitor(site.site_id)
+        harness.connect(visitor["token"])
+    assert harness.mgmt.frames.get(agent_conn, []) == []  # no conversation, no presence pushed
+    assert harness.reply(agent_conn, {"action": "state"})["conversations"] == []
+    harness.say(visitor, "hello?")  # the one who writes is the one agents see
+    assert [c["conversation_id"] for c in harness.reply(agent_conn, {"action": "state"})["conversations"]] == [
+        visitor["conversation_id"]]
