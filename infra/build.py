@@ -55,7 +55,8 @@ def stage_config(stage: str) -> Dict[str, Any]:
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
     merged = dict(config.get("environment_variables", {}))
     merged.update(config["stages"][stage].get("environment_variables", {}))
-    return {"env": merged, "websocket_stage": config["stages"][stage].get("websocket_api_stage", stage)}
+    # Chalice names both APIs' stage after api_gateway_stage (default "api"): the one place it is set.
+    return {"env": merged, "websocket_stage": config["stages"][stage].get("api_gateway_stage", "api")}
 
 
 def logical_id(model: Any) -> str:

@@ -43,6 +43,19 @@ def _statements(template):
                     yield name, statement
 
 
+def test_pushes_and_their_permission_name_the_stage_chalice_deploys(packaged):
+    """Measured before: the WebSocket stage was deployed as `api` while the Management API endpoint
+    and the ManageConnections grant named `dev`: no push would ever have been delivered."""
+    resources = packaged[2]["Resources"]
+    stage = resources["WebsocketAPIStage"]["Properties"]["StageName"]
+    endpoint = resources["WebsocketMessage"]["Properties"]["Environment"]["Variables"]["KEFU_WS_MANAGEMENT_ENDPOINT"]
+    assert endpoint["Fn::Sub"].endswith(f"/{stage}")
+    grants = [s for s in resources["DefaultRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+              if "execute-api:ManageConnections" in s["Action"]]
+    assert grants and all(f"${{WebsocketAPI}}/{stage}/" in r["Fn::Sub"] for g in grants for r in g["Resource"])
+    assert packaged[2]["Outputs"]["WebsocketURL"]["Value"]["Fn::Sub"].endswith(f"/{stage}")
+
+
 def test_both_apis_have_stage_throttling(packaged):
     resources = packaged[2]["Resources"]
     rest = resources["RestAPI"]["Properties"]["MethodSettings"][0]
