@@ -7,6 +7,7 @@ item before and after (with requests of its own, not counted) and applies Dynamo
 - writes: one unit per KB of the larger of the old and new item, at least 1, refused conditional
   writes included; plus, for each index, a put, a delete, or both when its key changed, or an
   update when a projected attribute changed (nothing when the write leaves the index alone);
+- transactions: twice the units of each item;
 - reads: one unit per 4 KB (half for eventually consistent reads), per item for GetItem and
   BatchGetItem, over the total returned for Query.
 """
@@ -88,7 +89,11 @@ def counting() -> Iterator[CallLog]:
             result = original(self, operation_name, operation_kwargs)
             return result
         finally:  # refused conditional writes are billed too
-            if operation_name in WRITES:
+            if operation_name == "TransactWriteItems":
+                # each item of a transaction costs twice (items here are under 1 KB: the rare paths
+                # that use one create or reopen a conversation)
+                log.add(operation_name, table, write_units=2 * len(operation_kwargs["TransactItems"]))
+            elif operation_name in WRITES:
                 after = _current_item(self, original, local, operation_name, operation_kwargs)
                 units = write_units(table, before, after)
                 log.add(operation_name, table, write_units=units)

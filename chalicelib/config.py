@@ -171,7 +171,7 @@ def settings() -> Settings:
         sync_page=_int("KEFU_SYNC_PAGE", 50),
         seq_gap_seconds=_int("KEFU_SEQ_GAP_SECONDS", 90),
         agent_requeue_grace=_int("KEFU_AGENT_REQUEUE_GRACE", 60),
-        sweep_threads=_int("KEFU_SWEEP_THREADS", 16),
+        sweep_threads=_int("KEFU_SWEEP_THREADS", 8),  # under pynamodb's pool of 10 connections
         delivery_threads=_int("KEFU_DELIVERY_THREADS", 8),
         oss_endpoint=_str("KEFU_OSS_ENDPOINT", None),
         oss_bucket=_str("KEFU_OSS_BUCKET", None),

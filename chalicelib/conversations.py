@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.connection import Connection as PynamoConnection
+from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
 
 from chalicelib import clock, connections, ids, paging
+from chalicelib.config import settings
 from chalicelib.errors import KefuError, bad_request, conflict, forbidden, is_condition_failure, not_found
 from chalicelib.models import Conversation, Site, Visitor, as_dict
 from chalicelib.tokens import Identity
@@ -109,32 +112,48 @@ def open_for_visitor(site: Site, visitor: Visitor) -> Conversation:
     """
     for _ in range(3):
         current_id = visitor.conversation_id
-        if current_id:
-            existing = _get(current_id)
-            if existing is not None and existing.status != "closed":
-                return existing
-        created = _create(site, visitor, replacing=current_id)
+        existing = _get(current_id) if current_id else None
+        if existing is not None and existing.status != "closed":
+            return existing
+        created = _create(site, visitor, replacing=current_id, replacing_closed=existing is not None)
         if created is not None:
             return created
         visitor.refresh(consistent_read=True)
     raise conflict("conversation_changed", "the visitor's conversation keeps changing; retry")
 
 
-def _create(site: Site, visitor: Visitor, replacing: Optional[str]) -> Optional[Conversation]:
+def _create(site: Site, visitor: Visitor, replacing: Optional[str], replacing_closed: bool) -> Optional[Conversation]:
+    """A new conversation for the visitor, in one transaction with moving their pointer to it, and
+    (when it replaces a closed one) with that one still being closed: a send reopening it at the
+    same moment makes exactly one of the two win. None if someone else won."""
     now = _now_ms()
     conversation = Conversation(ids.random_id("conv", 12), site_id=site.site_id, visitor_id=visitor.visitor_id,
                                 status="new", created_at=now, updated_at=now)
-    conversation.save(condition=Conversation.conversation_id.does_not_exist())
     pointer_free = (Visitor.conversation_id.does_not_exist() if replacing is None
                     else Visitor.conversation_id == replacing)
     try:
-        visitor.update(actions=[Visitor.conversation_id.set(conversation.conversation_id)], condition=pointer_free)
-    except UpdateError as exc:
-        conversation.delete()
-        if not is_condition_failure(exc):
+        with TransactWrite(connection=_transactions()) as transaction:
+            if replacing_closed:
+                transaction.condition_check(Conversation, replacing, condition=Conversation.status == "closed")
+            transaction.update(visitor, actions=[Visitor.conversation_id.set(conversation.conversation_id)],
+                               condition=pointer_free)
+            transaction.save(conversation, condition=Conversation.conversation_id.does_not_exist())
+    except TransactWriteError as exc:
+        if not _cancelled_by_a_condition(exc):
             raise
         return None
+    visitor.conversation_id = conversation.conversation_id
     return conversation
+
+
+def _transactions() -> PynamoConnection:
+    cfg = settings()
+    return PynamoConnection(region=cfg.region, host=cfg.dynamodb_endpoint)
+
+
+def _cancelled_by_a_condition(exc: TransactWriteError) -> bool:
+    return getattr(exc, "cause_response_code", None) == "TransactionCanceledException" and any(
+        reason is not None and reason.code == "ConditionalCheckFailed" for reason in exc.cancellation_reasons)
 
 
 def open_on_first_message(site: Site, conversation: Conversation, sender_connection: Optional[str]) -> None:
@@ -333,39 +352,53 @@ def assigned_to(site_id: str, agent_id: str) -> List[Conversation]:
 
 def landing_for_visitor(identity: Identity, closed: Conversation) -> str:
     """Where a visitor's message to a closed conversation goes: the visitor's current conversation
-    if another one is open, else the closed one, reopened. Returns its id."""
-    try:
-        visitor = Visitor.get(identity.site_id, identity.subject, consistent_read=True)
-        current_id = visitor.conversation_id
-    except DoesNotExist:
-        current_id = None
-    target = closed
-    if current_id and current_id != closed.conversation_id:
-        current = _get(current_id)
-        if current is not None and current.status != "closed":
-            return current_id
-        if current is not None:
-            target = current
-    reopen(Site.get(identity.site_id), target)
-    return target.conversation_id
+    if another one is open, else their current one (closed), reopened. Returns its id."""
+    site = Site.get(identity.site_id)
+    for _ in range(3):
+        try:
+            current_id = Visitor.get(identity.site_id, identity.subject, consistent_read=True).conversation_id
+        except DoesNotExist:
+            current_id = None
+        target = closed
+        if current_id and current_id != closed.conversation_id:
+            current = _get(current_id)
+            if current is not None and current.status != "closed":
+                return current_id
+            if current is not None:
+                target = current
+        if target.status != "closed" or reopen(site, target, identity.subject):
+            return target.conversation_id
+        refreshed = _get(target.conversation_id)  # reopened by another send, or the visitor moved on
+        if refreshed is not None and refreshed.status != "closed":
+            return refreshed.conversation_id
+    raise conflict("conversation_changed", "the visitor's conversation keeps changing; retry")
 
 
-def reopen(site: Site, conversation: Conversation) -> None:
+def reopen(site: Site, conversation: Conversation, visitor_id: str) -> bool:
+    """Reopen a closed conversation, in one transaction with its still being the visitor's current
+    one (so a session replacing it at the same moment cannot leave them two open). False if it
+    was reopened meanwhile, or is no longer their current one."""
     previous_agent = conversation.agent_id
     now = _now_ms()
     try:
-        conversation.update(
-            actions=[Conversation.status.set("queued"), Conversation.open_site_id.set(site.site_id),
-                     Conversation.opened_at.set(now), Conversation.agent_id.remove(),
-                     Conversation.closed_at.remove(), Conversation.updated_at.set(now)],
-            condition=Conversation.status == "closed",
-        )
-    except UpdateError as exc:
-        if not is_condition_failure(exc):
+        with TransactWrite(connection=_transactions()) as transaction:
+            transaction.update(
+                conversation,
+                actions=[Conversation.status.set("queued"), Conversation.open_site_id.set(site.site_id),
+                         Conversation.opened_at.set(now), Conversation.agent_id.remove(),
+                         Conversation.closed_at.remove(), Conversation.updated_at.set(now)],
+                condition=Conversation.status == "closed",
+            )
+            transaction.condition_check(Visitor, site.site_id, visitor_id,
+                                        condition=Visitor.conversation_id == conversation.conversation_id)
+    except TransactWriteError as exc:
+        if not _cancelled_by_a_condition(exc):
             raise
-        return  # reopened by a concurrent send
+        return False
+    conversation.refresh(consistent_read=True)
     _hand_out(site, conversation, prefer=previous_agent)
     _announce(site, conversation, "reopened")
+    return True
 
 
 # --- lists ----------------------------------------------------------------------------------

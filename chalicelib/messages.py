@@ -16,7 +16,7 @@ from pynamodb.exceptions import DeleteError, PutError, UpdateError
 
 from chalicelib import clock, connections, conversations, ids, jsonio, paging
 from chalicelib.config import settings
-from chalicelib.errors import bad_request, conflict, forbidden, is_condition_failure, rate_limited, too_large
+from chalicelib.errors import KefuError, bad_request, conflict, forbidden, is_condition_failure, rate_limited, too_large
 from chalicelib.models import Conversation, Message, Site, as_dict
 from chalicelib.tokens import Identity
 
@@ -176,26 +176,46 @@ def _next_seq(identity: Identity, conversation_id: str, message: Message) -> Any
         Conversation.updated_at.set(message.created_at),
         Conversation.last_text.set(preview),
     ]
-    for extra_actions, extra_condition in _rate_attempts(identity, conversation_id):
-        try:
-            conversation.update(actions=actions + extra_actions, condition=condition & extra_condition)
-        except UpdateError as exc:
-            if not is_condition_failure(exc):
-                raise
-            continue
-        if conversation.send_window is not None:
-            _last_window[conversation_id] = int(conversation.send_window)
-        return conversation
+    for _ in range(3):
+        for extra_actions, extra_condition in _rate_attempts(identity, conversation_id):
+            try:
+                conversation.update(actions=actions + extra_actions, condition=condition & extra_condition)
+            except UpdateError as exc:
+                if not is_condition_failure(exc):
+                    raise
+                continue
+            if conversation.send_window is not None:
+                _last_window[conversation_id] = int(conversation.send_window)
+            return conversation
+        refusal = _refusal(identity, conversation_id)
+        if refusal is None:
+            continue  # it changed between the write and the read (reopened, a new window): again
+        _discard_pending(message)
+        if isinstance(refusal, str):
+            return refusal
+        raise refusal
     _discard_pending(message)
-    current = conversations.load(identity, conversation_id)  # raises the refusal that applies
-    if current.status != "closed":
-        if not identity.is_agent and current.visitor_id == identity.subject:
-            raise rate_limited("rate_limited", f"at most {settings().rate_limit} messages per "
-                                               f"{settings().rate_window} s")
-        raise forbidden("not_in_conversation", "you are not in that conversation")
-    if identity.is_agent:
-        raise conflict("conversation_closed", "the conversation is closed")
-    return conversations.landing_for_visitor(identity, current)
+    raise conflict("conversation_changed", "the conversation keeps changing; retry")
+
+
+def _refusal(identity: Identity, conversation_id: str) -> Any:
+    """Why the seq update was refused, read back: an error, the id of the conversation a visitor's
+    message to a closed one goes to, or None when nothing stands in the way any more."""
+    try:
+        current = conversations.load(identity, conversation_id)
+    except KefuError as refused:
+        return refused
+    if current.status == "closed":
+        if identity.is_agent:
+            return conflict("conversation_closed", "the conversation is closed")
+        return conversations.landing_for_visitor(identity, current)
+    if not identity.is_agent:
+        if current.visitor_id != identity.subject:
+            return forbidden("not_in_conversation", "you are not in that conversation")
+        cfg = settings()
+        if current.send_window == int(clock.now() // cfg.rate_window) and (current.send_count or 0) >= cfg.rate_limit:
+            return rate_limited("rate_limited", f"at most {cfg.rate_limit} messages per {cfg.rate_window} s")
+    return None
 
 
 # The rate window each conversation was last seen in by this function: the first guess of which

@@ -45,6 +45,8 @@ def connect(connection_id: str, query: Optional[Dict[str, str]], headers: Option
         return exc.status
     if identity.is_agent:
         conversations.assign_queued(site, connecting=connection_id)
+    # A long $connect (handing out a queue) must not look silent to the sweep when it returns.
+    connections.heartbeat(connection_id)
     return 200
 
 
@@ -110,7 +112,8 @@ def _typing(identity: Identity, frame: Dict[str, Any], connection_id: str) -> No
 
 
 def _ping(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
-    connections.heartbeat(connection_id)
+    if not connections.heartbeat(connection_id):  # swept meanwhile: a pong would hide it
+        raise KefuError("connection_unknown", "this connection is not registered; reconnect", 410)
     return {"type": "pong", "time": int(time.time() * 1000)}
 
 
