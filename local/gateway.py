@@ -40,6 +40,7 @@ log = logging.getLogger("local.gateway")
 MAX_FRAME_BYTES = 128 * 1024
 API_ID = "local000001"
 FIXTURE_TIME_FORMAT = "%d/%b/%Y:%H:%M:%S +0000"
+SCHEDULE_CONCURRENCY = 2  # runs of one scheduled function at once; a tick beyond that is skipped
 
 
 def load_app(spec: str) -> Any:
@@ -244,12 +245,13 @@ class LocalGateway:
         return self._handler(config.name) if config is not None else None
 
     async def _invoke(self, label: str, connection_id: str, handler: Callable[..., Any],
-                      event: Dict[str, Any], function_name: str) -> Dict[str, Any]:
+                      event: Dict[str, Any], function_name: str,
+                      executor: Optional[ThreadPoolExecutor] = None) -> Dict[str, Any]:
         started = time.perf_counter()
         context = LambdaContext(function_name)
         loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(self._pool, handler, event, context)
+            result = await loop.run_in_executor(executor or self._pool, handler, event, context)
             status = int((result or {}).get("statusCode", 200)) if isinstance(result, dict) else 200
         except Exception:
             log.exception("%s raised", label)
@@ -518,17 +520,35 @@ class LocalGateway:
             self._tasks.append(asyncio.create_task(self._run_every(source.name, seconds)))
 
     async def _run_every(self, name: str, seconds: float) -> None:
+        """Like EventBridge: a run every ``seconds`` on the clock, whether or not the last one has
+        finished (a rate is not "pause between runs"), each on threads of its own, as a scheduled
+        function is a separate Lambda function that never queues behind WebSocket invocations."""
         handler = self._handler(name)
-        while True:
-            await asyncio.sleep(seconds)
-            event = {
-                "version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
-                "source": "aws.events", "account": "000000000000",
-                "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "region": "us-east-1", "resources": [f"arn:aws:events:us-east-1:000000000000:rule/{name}"],
-                "detail": {},
-            }
-            await self._invoke(f"schedule:{name}", "-", handler, event, name)
+        loop = asyncio.get_running_loop()
+        pool = ThreadPoolExecutor(max_workers=SCHEDULE_CONCURRENCY, thread_name_prefix=f"schedule-{name}")
+        running: set = set()
+        next_run = loop.time() + seconds
+        try:
+            while True:
+                await asyncio.sleep(max(0.0, next_run - loop.time()))
+                next_run = max(next_run + seconds, loop.time())  # never a burst to catch up
+                if len(running) >= SCHEDULE_CONCURRENCY:
+                    log.warning("schedule %s: %d runs still going; this one skipped", name, len(running))
+                    continue
+                event = {
+                    "version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
+                    "source": "aws.events", "account": "000000000000",
+                    "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "region": "us-east-1", "resources": [f"arn:aws:events:us-east-1:000000000000:rule/{name}"],
+                    "detail": {},
+                }
+                task = asyncio.create_task(self._invoke(f"schedule:{name}", "-", handler, event, name, pool))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        finally:
+            for task in running:
+                task.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def rate_seconds(expression: Any) -> Optional[float]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 
 import boto3
@@ -176,3 +177,33 @@ def test_scheduled_function_runs_on_the_overridden_interval(gateway):
     wait_until(lambda: sum(1 for e in echo_app.events if "scheduled" in e) >= 2, timeout=5)
     scheduled = next(e["scheduled"] for e in echo_app.events if "scheduled" in e)
     assert scheduled["detail-type"] == "Scheduled Event" and scheduled["source"] == "aws.events"
+
+
+def test_a_schedule_keeps_its_rate_when_runs_are_slow_and_every_socket_worker_is_busy():
+    """As EventBridge: one run per interval on the clock (a slow run does not push the next one
+    back), on threads of its own (a scheduled function never waits behind WebSocket invocations)."""
+    from chalice import Chalice
+
+    app = Chalice(app_name="slow-schedule")
+    starts, running, most, lock = [], [0], [0], threading.Lock()
+
+    @app.schedule("rate(1 minute)")
+    def slow(event):
+        with lock:
+            starts.append(time.monotonic())
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.4)
+        with lock:
+            running[0] -= 1
+
+    gw = LocalGateway(app, port=0, workers=1, schedule_interval=lambda name, default: 0.25)
+    gw.run_in_thread()
+    try:
+        gw._pool.submit(time.sleep, 4)  # the only WebSocket worker is taken
+        wait_until(lambda: len(starts) >= 5, timeout=3.5)
+    finally:
+        gw.stop_from_thread()
+    gaps = [later - earlier for earlier, later in zip(starts, starts[1:])]
+    assert max(gaps) < 0.5, gaps  # every 0.25 s, not every 0.25 s + the run's 0.4 s
+    assert most[0] == 2  # runs overlap, as EventBridge's do, two at most here

@@ -97,3 +97,16 @@ def closed_by_peer(sock: socket.socket, timeout: float) -> bool:
     except ConnectionError:
         return True
     return False
+
+
+def send_text_frame(sock: socket.socket, text: str) -> None:
+    """Send one masked text frame over a socket from half_open_socket (which never reads replies)."""
+    payload = text.encode()
+    mask = os.urandom(4)
+    if len(payload) < 126:
+        header = bytes([0x81, 0x80 | len(payload)])
+    elif len(payload) < 65536:
+        header = bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big")
+    else:
+        header = bytes([0x81, 0x80 | 127]) + len(payload).to_bytes(8, "big")
+    sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
