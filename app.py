@@ -3,12 +3,13 @@ import logging
 
 from chalice import Chalice, Rate, Response
 
-from chalicelib import http, protocol, sweep
+from chalicelib import http, observability, protocol, sweep
 from chalicelib.config import settings
 
 app = Chalice(app_name="kefu")
 app.experimental_feature_flags.update(["WEBSOCKETS"])  # chalice package/deploy still ask for it
 app.log.setLevel(logging.INFO)  # chalicelib logs under "kefu.*": drops, sweeps, failures
+observability.install(app)  # JSON logs with the invocation's ids; one EMF metrics line per invocation
 
 
 @app.on_ws_connect()

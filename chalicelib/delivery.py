@@ -9,6 +9,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Iterable, List, Optional
 
+from chalicelib import observability
 from chalicelib.config import settings
 
 log = logging.getLogger("kefu.delivery")
@@ -67,6 +68,7 @@ def _count(outcome: str) -> str:
 
 def post(connection_id: str, frame: Dict[str, Any]) -> str:
     """Post one frame; returns DELIVERED, GONE (HTTP 410), TOO_LARGE or FAILED."""
+    observability.note_reply(frame)  # an ack is a message stored, a rate_limited error a refusal
     endpoint = management_endpoint()
     if endpoint is None:
         log.error("no management endpoint configured; frame for %s not delivered", connection_id)

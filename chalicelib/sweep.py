@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Set
 
-from chalicelib import clock, connections, delivery, requeue
+from chalicelib import clock, connections, delivery, observability, requeue
 from chalicelib.config import settings
 from chalicelib.models import Connection
 from chalicelib.tokens import Identity
@@ -75,6 +75,7 @@ def sweep(time_left_ms: Optional[Callable[[], int]] = None, margin_ms: int = 300
             except Exception:
                 log.exception("sweep: a close failed")
     (log.info if report.examined else log.debug)("sweep done: %s", report.as_dict())
+    observability.count("sweep_drops", report.dropped)
     return report
 
 

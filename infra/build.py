@@ -11,6 +11,10 @@
   parameters.
 - Environment for every function: table prefix, Management API endpoint, public WebSocket URL,
   OSS and STS settings (template parameters), and the SSM names of the secrets (never the values).
+- Operations (docs/deploy.md, "Operations"): optional active X-Ray tracing (parameter Tracing),
+  CloudWatch alarms (every function's errors and throttles, every table's throttled requests, sweep
+  failures, REST 5xx; parameter AlarmTopicArn to notify), a retry policy and an SQS dead-letter
+  queue for the scheduled sweep, and access logs for both APIs.
 """
 from __future__ import annotations
 
@@ -22,8 +26,10 @@ from typing import Any, Dict, List, Optional
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # The DynamoDB calls chalicelib makes (docs/dynamodb.md); nothing else is granted.
-DYNAMODB_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
-                    "dynamodb:Query"]
+# BatchGetItem: agents' lists; ConditionCheckItem: the transactions that create and reopen
+# conversations (chalicelib/conversations.py).
+DYNAMODB_ACTIONS = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                    "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem", "dynamodb:Query"]
 FUNCTIONS = ["APIHandler", "WebsocketConnect", "WebsocketMessage", "WebsocketDisconnect", "HeartbeatSweep"]
 PARAMETERS = {
     "OssEndpoint": ("KEFU_OSS_ENDPOINT", "https://oss-cn-hangzhou.aliyuncs.com"),
@@ -39,6 +45,27 @@ THROTTLE_RATE = 200
 THROTTLE_BURST = 400
 # The console's origins: https only, listed, never "*".
 CONSOLE_ORIGINS_PATTERN = r"^https://[^*,\s/]+(,https://[^*,\s/]+)*$"
+
+
+# Operations. Alarms look at 5-minute windows; any error, throttle or 5xx is worth a look at this scale.
+ALARM_PERIOD = 300
+LOG_RETENTION_DAYS = 30
+# The sweep runs every minute: an event older than that is superseded by the next run.
+SWEEP_RETRY = {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 60}
+SWEEP_RULE = "HeartbeatSweepHeartbeatSweepEvent"  # what SAM names the rule of Chalice's schedule event
+TRACING = "Tracing"  # parameter: Active turns X-Ray on for every function and the REST API
+ALARM_TOPIC = "AlarmTopicArn"
+REST_ACCESS_LOG_FORMAT = json.dumps({
+    "requestId": "$context.requestId", "ip": "$context.identity.sourceIp", "time": "$context.requestTimeEpoch",
+    "method": "$context.httpMethod", "path": "$context.resourcePath", "status": "$context.status",
+    "bytes": "$context.responseLength", "latency": "$context.responseLatency",
+    "integrationLatency": "$context.integrationLatency", "error": "$context.error.message",
+    "xrayTraceId": "$context.xrayTraceId"}, separators=(",", ":"))
+WEBSOCKET_ACCESS_LOG_FORMAT = json.dumps({
+    "requestId": "$context.requestId", "connectionId": "$context.connectionId", "ip": "$context.identity.sourceIp",
+    "time": "$context.requestTimeEpoch", "eventType": "$context.eventType", "routeKey": "$context.routeKey",
+    "status": "$context.status", "integrationStatus": "$context.integrationStatus",
+    "latency": "$context.integrationLatency", "error": "$context.error.message"}, separators=(",", ":"))
 
 
 def _parameter(variable: str, default: Optional[str]) -> Dict[str, Any]:
@@ -116,6 +143,9 @@ def policy(models: List[Any], prefix: str, stage: str, websocket_stage: str) -> 
              "Resource": [{"Fn::Sub": management.replace("METHOD", m)} for m in ("POST", "DELETE")]},
             {"Sid": "OwnLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
              "Resource": [{"Fn::GetAtt": [f"{name}LogGroup", "Arn"]} for name in FUNCTIONS]},
+            # Lambda sends a sweep run that failed twice here (its OnFailure destination).
+            {"Sid": "SweepDeadLetters", "Effect": "Allow", "Action": ["sqs:SendMessage"],
+             "Resource": [{"Fn::GetAtt": ["SweepDeadLetterQueue", "Arn"]}]},
             {"Sid": "Secrets", "Effect": "Allow", "Action": ["ssm:GetParameters"],
              "Resource": [{"Fn::Sub": f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter/kefu/{stage}/{name}"}
                           for name in ("token-secret", "aliyun-access-key-secret")]},
@@ -127,6 +157,7 @@ def environment(prefix: str, stage: str, websocket_stage: str) -> Dict[str, Any]
     endpoint = "${WebsocketAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}/" + websocket_stage
     variables: Dict[str, Any] = {
         "KEFU_TABLE_PREFIX": prefix,
+        "KEFU_STAGE": stage,  # the Stage dimension of the metrics (chalicelib/observability.py)
         "KEFU_WS_MANAGEMENT_ENDPOINT": {"Fn::Sub": f"https://{endpoint}"},
         "KEFU_PUBLIC_WEBSOCKET_URL": {"Fn::Sub": f"wss://{endpoint}"},
         "KEFU_TOKEN_SECRET_PARAM": f"/kefu/{stage}/token-secret",
@@ -137,6 +168,82 @@ def environment(prefix: str, stage: str, websocket_stage: str) -> Dict[str, Any]
     return variables
 
 
+def _metric(namespace: str, metric: str, dimensions: Dict[str, Any], statistic: str = "Sum") -> Dict[str, Any]:
+    return {"Namespace": namespace, "MetricName": metric, "Statistic": statistic, "Period": ALARM_PERIOD,
+            "Dimensions": [{"Name": name, "Value": value} for name, value in dimensions.items()]}
+
+
+def _alarm(description: str, watched: Dict[str, Any]) -> Dict[str, Any]:
+    """Any occurrence in 5 minutes; notifies AlarmTopicArn when one is given."""
+    return {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+        "AlarmDescription": description, **watched,
+        "EvaluationPeriods": 1, "Threshold": 1, "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        "TreatMissingData": "notBreaching",
+        "AlarmActions": {"Fn::If": ["HasAlarmTopic", [{"Ref": ALARM_TOPIC}], {"Ref": "AWS::NoValue"}]},
+    }}
+
+
+def _table_throttles(table: str) -> Dict[str, Any]:
+    """Read plus write throttle events of one table (index back-pressure throttles its writes)."""
+    def stat(metric_id: str, name: str) -> Dict[str, Any]:
+        return {"Id": metric_id, "ReturnData": False, "MetricStat": {"Period": ALARM_PERIOD, "Stat": "Sum", "Metric": {
+            "Namespace": "AWS/DynamoDB", "MetricName": name,
+            "Dimensions": [{"Name": "TableName", "Value": {"Ref": table}}]}}}
+    return {"Metrics": [stat("reads", "ReadThrottleEvents"), stat("writes", "WriteThrottleEvents"),
+                        {"Id": "throttled", "Label": "throttled requests", "ReturnData": True,
+                         "Expression": "FILL(reads, 0) + FILL(writes, 0)"}]}
+
+
+def operations(stage: str, api_stage: str, table_ids: List[str]) -> Dict[str, Any]:
+    """Alarms, the sweep's dead-letter queue, and the APIs' access log groups."""
+    resources: Dict[str, Any] = {}
+    for name in FUNCTIONS:
+        what = "sweep failures (a run that raised; it goes to the dead-letter queue)" if name == "HeartbeatSweep" \
+            else f"{name} errors"
+        function = {"FunctionName": {"Ref": name}}
+        resources[f"{name}ErrorsAlarm"] = _alarm(what, _metric("AWS/Lambda", "Errors", function))
+        resources[f"{name}ThrottlesAlarm"] = _alarm(f"{name} throttled by Lambda",
+                                                    _metric("AWS/Lambda", "Throttles", function))
+    for table in table_ids:
+        resources[f"{table}ThrottlesAlarm"] = _alarm(f"DynamoDB throttled requests on {table}",
+                                                     _table_throttles(table))
+    resources["RestAPI5xxAlarm"] = _alarm("REST API answered 5xx", _metric(
+        "AWS/ApiGateway", "5XXError", {"ApiName": rest_api_name(stage), "Stage": api_stage}))
+    resources["SweepDeadLetterQueue"] = {"Type": "AWS::SQS::Queue", "Properties": {
+        "MessageRetentionPeriod": 14 * 24 * 3600, "SqsManagedSseEnabled": True}}
+    # EventBridge puts an event it could not deliver to the sweep function here.
+    resources["SweepDeadLetterQueuePolicy"] = {"Type": "AWS::SQS::QueuePolicy", "Properties": {
+        "Queues": [{"Ref": "SweepDeadLetterQueue"}],
+        "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
+            "Sid": "SweepScheduleDeadLetters", "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage",
+            "Resource": {"Fn::GetAtt": ["SweepDeadLetterQueue", "Arn"]},
+            "Condition": {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [SWEEP_RULE, "Arn"]}}}}]}}}
+    resources["SweepDeadLetterAlarm"] = _alarm(
+        "sweep events in the dead-letter queue (undeliverable, or the sweep failed after its retry)",
+        _metric("AWS/SQS", "ApproximateNumberOfMessagesVisible",
+                {"QueueName": {"Fn::GetAtt": ["SweepDeadLetterQueue", "QueueName"]}}, statistic="Maximum"))
+    for api in ("Rest", "Websocket"):
+        resources[f"{api}AccessLogGroup"] = {"Type": "AWS::Logs::LogGroup", "Properties": {
+            "LogGroupName": {"Fn::Sub": f"/aws/apigateway/${{AWS::StackName}}-{api.lower()}-access"},
+            "RetentionInDays": LOG_RETENTION_DAYS}}
+    return resources
+
+
+def rest_api_name(stage: str) -> str:
+    """Named like Chalice names the WebSocket API; the 5xx alarm's ApiName dimension."""
+    return f"kefu-{stage}-rest-api"
+
+
+def tracing_policy() -> Dict[str, Any]:
+    """X-Ray's write actions, only when Tracing is Active (X-Ray has no resource-level permissions)."""
+    return {"Fn::If": ["TracingActive", {
+        "PolicyName": "KefuTracing",
+        "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
+            "Sid": "Tracing", "Effect": "Allow", "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+            "Resource": "*"}]}}, {"Ref": "AWS::NoValue"}]}
+
+
 def build(stage: str) -> Dict[str, Any]:
     from chalicelib.models import ALL_MODELS
 
@@ -144,27 +251,52 @@ def build(stage: str) -> Dict[str, Any]:
     prefix = cfg["env"]["KEFU_TABLE_PREFIX"]
     resources: Dict[str, Any] = tables(prefix)
     env = environment(prefix, stage, cfg["websocket_stage"])
+    table_ids = list(resources)
     for name in FUNCTIONS:
         # Named functions let the role name their log groups without a dependency cycle.
         function_name = {"Fn::Sub": f"${{AWS::StackName}}-{name}"}
-        resources[name] = {"Properties": {"FunctionName": function_name, "Environment": {"Variables": env}}}
+        resources[name] = {"Properties": {"FunctionName": function_name, "Environment": {"Variables": env},
+                                          "Tracing": {"Ref": TRACING}}}
         resources[f"{name}LogGroup"] = {
             "Type": "AWS::Logs::LogGroup",
             "Properties": {"LogGroupName": {"Fn::Sub": f"/aws/lambda/${{AWS::StackName}}-{name}"},
-                           "RetentionInDays": 30},
+                           "RetentionInDays": LOG_RETENTION_DAYS},
         }
+    # The schedule (Chalice's SAM event): EventBridge retries a failed delivery, then dead-letters
+    # it; Lambda retries a run that raised once, then sends the event to the same queue.
+    sweep_queue = {"Fn::GetAtt": ["SweepDeadLetterQueue", "Arn"]}
+    resources["HeartbeatSweep"]["Properties"]["Events"] = {"HeartbeatSweepEvent": {"Properties": {
+        "RetryPolicy": SWEEP_RETRY, "DeadLetterConfig": {"Arn": sweep_queue}}}}
+    resources["HeartbeatSweep"]["Properties"]["EventInvokeConfig"] = {
+        "MaximumRetryAttempts": 1, "MaximumEventAgeInSeconds": 60,
+        "DestinationConfig": {"OnFailure": {"Type": "SQS", "Destination": sweep_queue}}}
+    resources.update(operations(stage, cfg["websocket_stage"], table_ids))
     # Stage throttling for both APIs: a flood spends API Gateway's budget, not the functions'.
-    resources["RestAPI"] = {"Properties": {"MethodSettings": [{
-        "ResourcePath": "/*", "HttpMethod": "*",
-        "ThrottlingRateLimit": THROTTLE_RATE, "ThrottlingBurstLimit": THROTTLE_BURST}]}}
-    resources["WebsocketAPIStage"] = {"Properties": {"DefaultRouteSettings": {
-        "ThrottlingRateLimit": THROTTLE_RATE, "ThrottlingBurstLimit": THROTTLE_BURST}}}
+    # Access logs: one JSON line per request (REST) or per connect/message/disconnect (WebSocket).
+    resources["RestAPI"] = {"Properties": {
+        "Name": rest_api_name(stage),
+        "MethodSettings": [{"ResourcePath": "/*", "HttpMethod": "*",
+                            "ThrottlingRateLimit": THROTTLE_RATE, "ThrottlingBurstLimit": THROTTLE_BURST}],
+        "AccessLogSetting": {"DestinationArn": {"Fn::GetAtt": ["RestAccessLogGroup", "Arn"]},
+                             "Format": REST_ACCESS_LOG_FORMAT},
+        "TracingEnabled": {"Fn::If": ["TracingActive", True, False]}}}
+    resources["WebsocketAPIStage"] = {"Properties": {
+        "DefaultRouteSettings": {"ThrottlingRateLimit": THROTTLE_RATE, "ThrottlingBurstLimit": THROTTLE_BURST},
+        "AccessLogSettings": {"DestinationArn": {"Fn::GetAtt": ["WebsocketAccessLogGroup", "Arn"]},
+                              "Format": WEBSOCKET_ACCESS_LOG_FORMAT}}}
     resources["DefaultRole"] = {"Properties": {"Policies": [{
         "PolicyName": "KefuLeastPrivilege",
         "PolicyDocument": policy(ALL_MODELS, prefix, stage, cfg["websocket_stage"]),
-    }]}}
+    }, tracing_policy()]}}
+    parameters = {name: _parameter(variable, default) for name, (variable, default) in PARAMETERS.items()}
+    parameters[TRACING] = {"Type": "String", "Default": "PassThrough", "AllowedValues": ["PassThrough", "Active"],
+                           "Description": "Active: X-Ray traces every function and the REST API"}
+    parameters[ALARM_TOPIC] = {"Type": "String", "Default": "",
+                               "Description": "an SNS topic ARN the alarms notify (empty: alarms only)"}
     return {
-        "Parameters": {name: _parameter(variable, default) for name, (variable, default) in PARAMETERS.items()},
+        "Parameters": parameters,
+        "Conditions": {"TracingActive": {"Fn::Equals": [{"Ref": TRACING}, "Active"]},
+                       "HasAlarmTopic": {"Fn::Not": [{"Fn::Equals": [{"Ref": ALARM_TOPIC}, ""]}]}},
         "Resources": resources,
         "Outputs": {"WebsocketURL": {"Value": {"Fn::Sub": "wss://${WebsocketAPI}.execute-api.${AWS::Region}."
                                                           "${AWS::URLSuffix}/" + cfg["websocket_stage"]}}},

@@ -35,6 +35,35 @@ def test_packaged_template_passes_cfn_lint(packaged):
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
+@pytest.fixture(scope="module")
+def transformed(packaged, tmp_path_factory):
+    """The template as CloudFormation runs it, after the SAM transform: the schedule's rule, the
+    REST stage and the functions' invoke configs exist only from here on."""
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:  # the template names no managed policy
+        def load(self):
+            return {}
+
+    template = json.loads(json.dumps(packaged[2]))
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://bucket/deployment.zip"  # what `cloudformation package` does
+    result = transform(template, {}, NoManagedPolicies())
+    path = tmp_path_factory.mktemp("transformed") / "template.json"
+    path.write_text(json.dumps(result))
+    return path, result
+
+
+@pytest.mark.timeout(300)
+def test_transformed_template_passes_cfn_lint(transformed):
+    """cfn-lint checks SAM templates against SAM's schema; this lints what SAM expands them into,
+    where a reference to a SAM-generated resource (the sweep's rule) either resolves or fails."""
+    lint = subprocess.run([str(pathlib.Path(sys.executable).with_name("cfn-lint")), str(transformed[0])],
+                          capture_output=True, text=True, timeout=240)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
 def _statements(template):
     for name, resource in template["Resources"].items():
         for policy in resource.get("Properties", {}).get("Policies", []) or []:
@@ -77,20 +106,122 @@ def test_role_grants_no_wildcard_beyond_the_management_api(packaged):
             assert "*" not in action, action
             actions.add(action)
         for resource in statement["Resource"]:
-            if "Fn::GetAtt" in resource:  # the functions' own log groups, declared in the template
+            if "Fn::GetAtt" in resource:  # the functions' own log groups, the sweep's dead-letter queue
                 target = resource["Fn::GetAtt"][0]
-                assert template["Resources"][target]["Type"] == "AWS::Logs::LogGroup"
+                assert template["Resources"][target]["Type"] in ("AWS::Logs::LogGroup", "AWS::SQS::Queue")
+                assert target.endswith("LogGroup") or statement["Action"] == ["sqs:SendMessage"]
                 continue
             arn = resource["Fn::Sub"] if isinstance(resource, dict) else resource
             assert "*" not in arn or MANAGEMENT_PATH.match(arn), arn
-    assert actions == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+    assert actions == {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                       "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem",
                        "dynamodb:Query", "execute-api:ManageConnections", "logs:CreateLogStream",
-                       "logs:PutLogEvents", "ssm:GetParameters"}
+                       "logs:PutLogEvents", "ssm:GetParameters", "sqs:SendMessage"}
+    # X-Ray has no resource-level permissions: its two write actions on "*", only when Tracing=Active.
+    conditional = [p for p in template["Resources"]["DefaultRole"]["Properties"]["Policies"] if "Fn::If" in p]
+    assert len(conditional) == 1
+    condition, when_on, when_off = conditional[0]["Fn::If"]
+    assert condition == "TracingActive" and when_off == {"Ref": "AWS::NoValue"}
+    assert [(s["Action"], s["Resource"]) for s in when_on["PolicyDocument"]["Statement"]] == [
+        (["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "*")]
     tables = {r["Properties"]["TableName"] for r in template["Resources"].values()
               if r["Type"] == "AWS::DynamoDB::Table"}
     granted = {s["Fn::Sub"].split(":table/")[1] for _, st in statements for s in st["Resource"]
                if isinstance(s, dict) and ":table/" in s.get("Fn::Sub", "")}
     assert {g.split("/index/")[0] for g in granted} == tables  # exactly our tables (and their indexes)
+
+
+def test_tracing_is_a_parameter_off_by_default(packaged, transformed):
+    template = packaged[2]
+    parameter = template["Parameters"]["Tracing"]
+    assert parameter["Default"] == "PassThrough" and set(parameter["AllowedValues"]) == {"PassThrough", "Active"}
+    assert template["Conditions"]["TracingActive"] == {"Fn::Equals": [{"Ref": "Tracing"}, "Active"]}
+    functions = [r for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::Function"]
+    assert len(functions) == len(build.FUNCTIONS)
+    assert all(f["Properties"]["Tracing"] == {"Ref": "Tracing"} for f in functions)
+    assert template["Resources"]["RestAPI"]["Properties"]["TracingEnabled"] == {"Fn::If": ["TracingActive", True, False]}
+    resources = transformed[1]["Resources"]
+    lambdas = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Function"]
+    assert len(lambdas) == len(build.FUNCTIONS)
+    assert all(f["Properties"]["TracingConfig"] == {"Mode": {"Ref": "Tracing"}} for f in lambdas)
+    [rest_stage] = [r for r in resources.values() if r["Type"] == "AWS::ApiGateway::Stage"]
+    assert rest_stage["Properties"]["TracingEnabled"] == {"Fn::If": ["TracingActive", True, False]}
+
+
+def _alarms(template):
+    """(namespace, metric, {dimension: value}) of every alarm, metric-math alarms included."""
+    found = {}
+    for name, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        props = resource["Properties"]
+        assert props["AlarmActions"] == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+        assert props["TreatMissingData"] == "notBreaching"
+        stats = [m["MetricStat"]["Metric"] for m in props.get("Metrics", []) if "MetricStat" in m] or [props]
+        found[name] = [(m["Namespace"], m["MetricName"], {d["Name"]: d["Value"] for d in m["Dimensions"]})
+                       for m in stats]
+    return found
+
+
+def test_alarms_watch_every_function_table_the_sweep_and_rest_5xx(packaged):
+    template = packaged[2]
+    resources = template["Resources"]
+    watched = [metric for metrics in _alarms(template).values() for metric in metrics]
+    functions = [n for n, r in resources.items() if r["Type"] == "AWS::Serverless::Function"]
+    for function in functions:
+        for metric in ("Errors", "Throttles"):
+            assert ("AWS/Lambda", metric, {"FunctionName": {"Ref": function}}) in watched, (function, metric)
+    # Sweep failures: the sweep function's errors, and anything that reached its dead-letter queue.
+    assert "sweep failures" in resources["HeartbeatSweepErrorsAlarm"]["Properties"]["AlarmDescription"]
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible",
+            {"QueueName": {"Fn::GetAtt": ["SweepDeadLetterQueue", "QueueName"]}}) in watched
+    tables = [n for n, r in resources.items() if r["Type"] == "AWS::DynamoDB::Table"]
+    assert len(tables) == 7
+    for table in tables:
+        for metric in ("ReadThrottleEvents", "WriteThrottleEvents"):
+            assert ("AWS/DynamoDB", metric, {"TableName": {"Ref": table}}) in watched, (table, metric)
+    rest = resources["RestAPI"]["Properties"]
+    assert ("AWS/ApiGateway", "5XXError", {"ApiName": rest["Name"], "Stage": rest["StageName"]}) in watched
+    assert template["Parameters"]["AlarmTopicArn"]["Default"] == ""
+
+
+def test_the_sweep_schedule_retries_then_dead_letters(packaged, transformed):
+    resources = transformed[1]["Resources"]
+    queue = {"Fn::GetAtt": ["SweepDeadLetterQueue", "Arn"]}
+    assert resources["SweepDeadLetterQueue"]["Type"] == "AWS::SQS::Queue"
+    rules = {name: r for name, r in resources.items() if r["Type"] == "AWS::Events::Rule"}
+    assert list(rules) == [build.SWEEP_RULE] and rules[build.SWEEP_RULE]["Properties"]["ScheduleExpression"] == "rate(1 minute)"
+    [target] = rules[build.SWEEP_RULE]["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["HeartbeatSweep", "Arn"]}
+    assert target["RetryPolicy"] == build.SWEEP_RETRY and target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    assert target["DeadLetterConfig"] == {"Arn": queue}
+    # EventBridge may write to the queue for this rule only.
+    [statement] = resources["SweepDeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert resources["SweepDeadLetterQueuePolicy"]["Properties"]["Queues"] == [{"Ref": "SweepDeadLetterQueue"}]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [build.SWEEP_RULE, "Arn"]}}}
+    # A run that raised: Lambda retries it once, then sends the event to the same queue.
+    [invoke_config] = [r for r in resources.values() if r["Type"] == "AWS::Lambda::EventInvokeConfig"]
+    assert invoke_config["Properties"]["FunctionName"] == {"Ref": "HeartbeatSweep"}
+    assert invoke_config["Properties"]["MaximumRetryAttempts"] == 1
+    assert invoke_config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"] == queue
+
+
+def test_both_apis_write_json_access_logs_to_their_own_log_groups(packaged, transformed):
+    resources = packaged[2]["Resources"]
+    settings = {"Rest": resources["RestAPI"]["Properties"]["AccessLogSetting"],
+                "Websocket": resources["WebsocketAPIStage"]["Properties"]["AccessLogSettings"]}
+    for api, setting in settings.items():
+        group = setting["DestinationArn"]["Fn::GetAtt"]
+        assert group == [f"{api}AccessLogGroup", "Arn"]
+        assert resources[group[0]]["Type"] == "AWS::Logs::LogGroup"
+        assert resources[group[0]]["Properties"]["RetentionInDays"] == 30
+        fields = json.loads(setting["Format"])  # one JSON object per request
+        assert fields["requestId"] == "$context.requestId" and "status" in fields
+    assert json.loads(settings["Websocket"]["Format"])["connectionId"] == "$context.connectionId"
+    [rest_stage] = [r for r in transformed[1]["Resources"].values() if r["Type"] == "AWS::ApiGateway::Stage"]
+    assert rest_stage["Properties"]["AccessLogSetting"] == settings["Rest"]  # SAM carries it to the stage
+    assert resources["WebsocketAPIStage"]["Properties"]["StageName"] == rest_stage["Properties"]["StageName"]
 
 
 def test_tables_are_on_demand_with_ttl_indexes_and_recovery(packaged):
@@ -105,7 +236,7 @@ def test_tables_are_on_demand_with_ttl_indexes_and_recovery(packaged):
     assert [i["IndexName"] for i in tables["kefu-prod-connections"]["Properties"]["GlobalSecondaryIndexes"]] == [
         "last-seen-index"]
     env = template["Resources"]["WebsocketMessage"]["Properties"]["Environment"]["Variables"]
-    assert env["KEFU_TABLE_PREFIX"] == "kefu-prod-"
+    assert env["KEFU_TABLE_PREFIX"] == "kefu-prod-" and env["KEFU_STAGE"] == "prod"  # the metrics' Stage
     assert "KEFU_TOKEN_SECRET" not in env and env["KEFU_TOKEN_SECRET_PARAM"] == "/kefu/prod/token-secret"
     schedule = template["Resources"]["HeartbeatSweep"]["Properties"]["Events"]["HeartbeatSweepEvent"]
     assert schedule["Properties"]["Schedule"] == "rate(1 minute)"
