@@ -6,24 +6,44 @@
   var script = document.currentScript || document.querySelector('script[src*="widget.js"]');
   var scriptOrigin = script ? new URL(script.src, location.href).origin : location.origin;
   var pending = (window.Kefu && window.Kefu.q) || [];
+  var REPLY_TIMEOUT = 15000;
+  // Errors after which the same send is simply tried again (same client_msg_id: never stored twice).
+  var RETRY = ['send_in_progress', 'rate_limited', 'internal_error', 'connection_unknown'];
 
   var STRINGS = {
     en: {
       title: 'Chat with us', placeholder: 'Type a message…', send: 'Send', attach: 'Attach a file',
       open: 'Open chat', close: 'Close chat', online: 'We are online', away: 'No agent is online: leave a message and we will reply as soon as we can.',
       offline: 'You are offline. Messages will be sent when the connection is back.', connecting: 'Connecting…',
-      sending: 'Sending', sent: 'Sent', read: 'Read', failed: 'Not sent', typing: 'Agent is typing…',
-      syncFailed: 'Could not load new messages; retrying…', tooLarge: 'This file is too large.',
-      badType: 'This type of file cannot be sent.', uploadFailed: 'The upload failed.', you: 'You', agent: 'Agent'
+      sending: 'Sending', uploading: 'Uploading…', sent: 'Sent', read: 'Read', failed: 'Not sent', colon: ': ', retry: 'Retry',
+      typing: 'Agent is typing…', agent: 'Agent', syncFailed: 'Could not load new messages; retrying…',
+      closed: 'This chat has ended. Write a message to continue it.',
+      tooLarge: 'This file is too large.', badType: 'This type of file cannot be sent.', uploadFailed: 'The upload failed. Please try again.',
+      noFiles: 'Files cannot be sent in this chat.', slowDown: 'Too many files at once: please wait a little.', unavailable: 'Chat is not available on this website.',
+      identity: 'Chat could not confirm who you are. Please reload the page.', tooLong: 'the message is too long',
+      ended: 'the chat has ended', error: 'something went wrong'
     },
     zh: {
       title: '在线客服', placeholder: '输入消息…', send: '发送', attach: '发送文件',
       open: '打开聊天', close: '关闭聊天', online: '客服在线', away: '当前没有客服在线，请留言，我们会尽快回复。',
       offline: '网络已断开，恢复后会自动发送消息。', connecting: '正在连接…',
-      sending: '发送中', sent: '已发送', read: '已读', failed: '发送失败', typing: '客服正在输入…',
-      syncFailed: '新消息加载失败，正在重试…', tooLarge: '文件太大。',
-      badType: '不支持发送此类文件。', uploadFailed: '上传失败。', you: '我', agent: '客服'
+      sending: '发送中', uploading: '上传中…', sent: '已发送', read: '已读', failed: '发送失败', colon: '：', retry: '重试',
+      typing: '客服正在输入…', agent: '客服', syncFailed: '新消息加载失败，正在重试…',
+      closed: '本次会话已结束，发送消息即可继续咨询。',
+      tooLarge: '文件太大。', badType: '不支持发送此类文件。', uploadFailed: '上传失败，请重试。',
+      noFiles: '此会话不支持发送文件。', slowDown: '发送文件过于频繁，请稍后再试。', unavailable: '此网站暂未开通在线客服。',
+      identity: '无法确认您的身份，请刷新页面后重试。', tooLong: '消息太长',
+      ended: '会话已结束', error: '出现错误'
     }
+  };
+  // Error code -> the string shown for it; any other code shows `error`.
+  var REASONS = {
+    origin_not_allowed: 'unavailable', site_not_found: 'unavailable', invalid_site_id: 'unavailable',
+    identity_hash_required: 'identity', identity_hash_invalid: 'identity', invalid_user_id: 'identity',
+    identity_token_invalid: 'identity', identity_token_expired: 'identity',
+    text_too_long: 'tooLong', conversation_closed: 'ended', upload_too_large: 'tooLarge', attachment_too_large: 'tooLarge',
+    upload_type_not_allowed: 'badType', attachment_type_not_allowed: 'badType', invalid_attachment_type: 'badType',
+    uploads_not_configured: 'noFiles', rate_limited: 'slowDown'
   };
 
   var CSS = [
@@ -55,6 +75,7 @@
     '.msg.mine .bubble{color:#fff}',
     '.meta{font-size:11px;color:#80868b;margin-top:2px}',
     '.msg.failed .meta{color:#e5484d}',
+    '.meta button{border:0;background:none;color:inherit;text-decoration:underline;cursor:pointer;font-size:11px;padding:0 0 0 4px}',
     '.bubble img{display:block;max-width:220px;max-height:220px;border-radius:8px}',
     '.bubble a{color:inherit}',
     '.typing{font-size:12px;color:#80868b;padding:0 14px 6px;min-height:18px;background:#f7f8fa}',
@@ -98,42 +119,78 @@
     });
   }
 
-  // ---- persistent state: the outbox survives reloads ---------------------------------------
+  // http(s) links in message text become links; everything else stays text (never parsed as HTML).
+  function linkify(parent, text) {
+    var re = /\bhttps?:\/\/[!#-&(-;=?-~]+/gi, last = 0, m;
+    while ((m = re.exec(text))) {
+      var url = m[0].replace(/[.,;:!?)\]}]+$/, '');
+      parent.appendChild(document.createTextNode(text.slice(last, m.index)));
+      parent.appendChild($('a', { href: url, target: '_blank', rel: 'noopener noreferrer', text: url }));
+      re.lastIndex = last = m.index + url.length;
+    }
+    parent.appendChild(document.createTextNode(text.slice(last)));
+  }
 
-  function Store(siteId) { this.key = 'kefu:' + siteId; this.data = this.load(); }
-  Store.prototype.load = function () {
-    try { return JSON.parse(localStorage.getItem(this.key)) || {}; } catch (e) { return {}; }
+  // One tab at a time holds a named lock (Web Locks); without them, the server's de-duplication still holds.
+  function locked(name, fn) {
+    return navigator.locks ? navigator.locks.request(name, fn) : Promise.resolve().then(fn);
+  }
+
+  // ---- storage: shared by every tab of the site ---------------------------------------------
+  // kefu:<site>          the session (token, visitor, conversation)
+  // kefu:<site>:h        this conversation's history and catch-up point
+  // kefu:<site>:o:<id>   one key per unsent message, so tabs never overwrite each other's
+
+  var memory = {};
+  var store = {
+    get: function (k) {
+      var v = null;
+      try { v = localStorage.getItem(k); } catch (e) { /* storage disabled: memory only */ }
+      try { return v ? JSON.parse(v) : (memory[k] || null); } catch (e) { return null; }
+    },
+    set: function (k, v) {
+      try { localStorage.setItem(k, JSON.stringify(v)); } catch (e) { memory[k] = v; }
+    },
+    del: function (k) {
+      delete memory[k];
+      try { localStorage.removeItem(k); } catch (e) {}
+    },
+    keys: function (prefix) {
+      var out = Object.keys(memory);
+      try { for (var i = 0; i < localStorage.length; i++) out.push(localStorage.key(i)); } catch (e) {}
+      return out.filter(function (k) { return k.indexOf(prefix) === 0; });
+    }
   };
-  Store.prototype.save = function () {
-    try { localStorage.setItem(this.key, JSON.stringify(this.data)); } catch (e) { /* private mode: memory only */ }
-  };
-  Store.prototype.clear = function () { this.data = {}; try { localStorage.removeItem(this.key); } catch (e) {} };
 
   // ---- the widget ---------------------------------------------------------------------------
 
   function Widget(options) {
     this.opts = options;
     this.t = STRINGS[(options.locale || navigator.language || 'en').toLowerCase().indexOf('zh') === 0 ? 'zh' : 'en'];
-    this.store = new Store(options.siteId);
+    this.key = 'kefu:' + options.siteId;
     this.apiUrl = (options.apiUrl || scriptOrigin + '/api').replace(/\/$/, '');
     this.listeners = {};
-    this.messages = {};          // seq -> message
-    this.pendingReplies = {};    // req -> {resolve, reject, timer}
+    this.replies = {};        // req -> pending reply
+    this.urls = {};           // attachment key -> {u: signed url, e: expires (s), f: fetched at}
+    this.previews = {};       // attachment key -> local object URL of an image this tab sent
+    this.uploading = [];
     this.ws = null;
+    this.mode = 'ws';         // 'rest' after sockets failed or without WebSocket: polling
     this.attempt = 0;
+    this.wsFailures = 0;
     this.agentsOnline = 0;
-    this.agentReadSeq = 0;
     this.unread = 0;
-    this.isOpen = false;
-    this.caughtUp = false;
+    var s = this.sess();
+    if (s.outbox) {  // the single-key outbox of earlier versions
+      s.outbox.forEach(function (o) { store.set(this.key + ':o:' + o.client_msg_id, { id: o.client_msg_id, text: o.text, attachment: o.attachment, at: o.created }); }, this);
+      delete s.outbox; delete s.history;
+      store.set(this.key, s);
+    }
     this.build();
-    var history = this.store.data.history || [];
-    for (var i = 0; i < history.length; i++) this.messages[history[i].seq] = history[i];
-    this.agentReadSeq = this.store.data.agentReadSeq || 0;
-    this.render();
-    this.watchNetwork();
+    this.load(s.conversationId);
+    this.watch();
     this.trackPages();
-    this.start();
+    this.connect();
   }
 
   Widget.prototype.on = function (name, fn) { (this.listeners[name] = this.listeners[name] || []).push(fn); };
@@ -176,23 +233,17 @@
     }.bind(this));
     var sendButton = $('button', { class: 'send', type: 'submit', text: this.t.send });
     sendButton.style.background = color;
-    var form = $('form', { onsubmit: function (e) { e.preventDefault(); this.submit(); }.bind(this) }, [
-      this.attachButton(),
-      this.fileInput, this.input, sendButton
-    ]);
+    var attach = $('button', { class: 'icon', type: 'button', 'aria-label': this.t.attach,
+      onclick: function () { this.fileInput.click(); }.bind(this) });
+    attach.innerHTML = '<svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true"><path fill="none" stroke="currentColor" ' +
+      'stroke-width="2" stroke-linecap="round" d="M21 11.5l-8.5 8.5a5 5 0 0 1-7-7L14 4.5a3.5 3.5 0 0 1 5 5L10.5 18a2 2 0 0 1-3-3L15 7.5"/></svg>';
+    var form = $('form', { onsubmit: function (e) { e.preventDefault(); this.submit(); }.bind(this) },
+      [attach, this.fileInput, this.input, sendButton]);
     this.panel = $('section', { class: 'panel ' + side, role: 'dialog', 'aria-label': this.t.title, hidden: '' },
       [header, this.notice, this.log, this.typingLine, form]);
     root.appendChild(this.launcher);
     root.appendChild(this.panel);
     (document.body || document.documentElement).appendChild(this.host);
-  };
-
-  Widget.prototype.attachButton = function () {
-    var button = $('button', { class: 'icon', type: 'button', 'aria-label': this.t.attach,
-      onclick: function () { this.fileInput.click(); }.bind(this) });
-    button.innerHTML = '<svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true"><path fill="none" stroke="currentColor" ' +
-      'stroke-width="2" stroke-linecap="round" d="M21 11.5l-8.5 8.5a5 5 0 0 1-7-7L14 4.5a3.5 3.5 0 0 1 5 5L10.5 18a2 2 0 0 1-3-3L15 7.5"/></svg>';
-    return button;
   };
 
   // ---- opening and closing ------------------------------------------------------------------
@@ -205,6 +256,7 @@
     this.markRead();
     this.scrollDown();
     this.input.focus();
+    if (this.polling) { this.idle = 0; this.poll(); }
     this.emit('open');
   };
   Widget.prototype.close = function () {
@@ -222,113 +274,197 @@
     this.emit('unread', count);
   };
 
-  // ---- session and socket -------------------------------------------------------------------
+  // ---- the conversation held in memory (and in kefu:<site>:h) ----------------------------------
 
-  Widget.prototype.start = function () {
-    var self = this;
-    this.session().then(function () { self.connect(); }, function (err) {
-      self.showNotice(err.message, true);
-      self.scheduleReconnect();
+  Widget.prototype.sess = function () { return store.get(this.key) || {}; };
+
+  Widget.prototype.load = function (cid) {
+    var h = store.get(this.key + ':h') || {};
+    if (h.c !== cid) h = {};
+    this.cid = cid;
+    this.msgs = {};
+    this.held = {};           // seq -> true: a message we hold, or a gap the server listed
+    (h.m || []).forEach(function (m) { this.msgs[m.seq] = this.held[m.seq] = m; }, this);
+    (h.g || []).forEach(function (seq) { this.held[seq] = true; }, this);
+    this.synced = h.s || 0;   // the catch-up rule's synced_seq
+    this.lastSeq = this.synced;
+    this.readSeq = h.r || 0;
+    this.agentReadSeq = h.a || 0;
+    this.closed = false;
+    this.render();
+  };
+
+  Widget.prototype.save = function () {
+    var self = this, seqs = Object.keys(this.held).map(Number).filter(function (s) { return s > self.synced; });
+    var all = Object.keys(this.msgs).map(Number).sort(function (a, b) { return a - b; });
+    store.set(this.key + ':h', {
+      c: this.cid, s: this.synced, r: this.readSeq, a: this.agentReadSeq,
+      g: seqs.filter(function (s) { return !self.msgs[s]; }),
+      m: all.slice(-200).map(function (s) { return self.msgs[s]; })
     });
   };
 
-  Widget.prototype.session = function (force) {
-    var data = this.store.data;
-    if (!force && data.token && data.expiresAt * 1000 > Date.now() + 60000 && data.userId === (this.opts.userId || null)) {
-      return Promise.resolve(data);
-    }
-    var body = { site_id: this.opts.siteId };
-    if (data.visitorId && data.userId === (this.opts.userId || null) && !this.opts.userId) body.visitor_id = data.visitorId;
-    if (this.opts.userId) { body.user_id = String(this.opts.userId); body.user_hash = this.opts.userHash; }
-    if (this.opts.name) body.name = this.opts.name;
-    if (this.opts.attributes) body.attributes = this.opts.attributes;
+  Widget.prototype.maxSeq = function () {
+    return Math.max.apply(null, [0].concat(Object.keys(this.msgs).map(Number)));
+  };
+
+  // ---- session ----------------------------------------------------------------------------
+
+  function claims(jwt) {
+    try { return JSON.parse(atob(jwt.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))); } catch (e) { return {}; }
+  }
+
+  // Who the page says the visitor is: a user id (from identityToken's `sub`, or userId), or null.
+  Widget.prototype.user = function () {
+    var o = this.opts;
+    return (o.identityToken ? claims(o.identityToken).sub : o.userId) || null;
+  };
+
+  Widget.prototype.sessionBody = function (s) {
+    var body = { site_id: this.opts.siteId }, o = this.opts;
+    if (o.identityToken) body.identity_token = o.identityToken;
+    else if (o.userId) { body.user_id = String(o.userId); body.user_hash = o.userHash; } else if (s.visitorId && !s.userId) body.visitor_id = s.visitorId;
+    if (o.name) body.name = o.name;
+    if (o.attributes) body.attributes = o.attributes;
+    return body;
+  };
+
+  Widget.prototype.usable = function (s) {
+    return s.token && s.token !== this.stale && s.renewAt > Date.now() && s.userId === this.user();
+  };
+
+  // A usable session from storage (another tab may have made it) or a new one; never two tabs at once,
+  // or each would create a conversation.
+  Widget.prototype.ensureSession = function () {
+    var self = this;
+    if (this.usable(this.sess())) return Promise.resolve(this.adopt(this.sess()));
+    return locked(this.key + ':session', function () {
+      var s = self.sess();
+      if (self.usable(s)) return self.adopt(s);
+      return self.postSession(self.sessionBody(s)).then(function (r) {
+        var c = claims(r.token);
+        // renew after 80% of the token's life, measured on this clock (the server's may differ)
+        var life = c.exp && c.iat ? (c.exp - c.iat) * 1000 : r.expires_at * 1000 - Date.now();
+        s = { token: r.token, expiresAt: r.expires_at, renewAt: Date.now() + Math.max(1000, life * 0.8),
+          visitorId: r.visitor_id, conversationId: r.conversation_id, userId: self.user(),
+          websocketUrl: self.opts.websocketUrl || r.websocket_url, upload: r.upload };
+        store.set(self.key, s);
+        self.agentsOnline = r.agents_online;
+        return self.adopt(s);
+      });
+    });
+  };
+
+  Widget.prototype.postSession = function (body, retried) {
     var self = this;
     return fetch(this.apiUrl + '/v1/visitor/session', {
       method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body)
     }).then(function (r) {
-      return r.json().then(function (json) {
-        if (!r.ok) throw new Error(json.message || ('HTTP ' + r.status));
-        return json;
+      return r.json().catch(function () { return {}; }).then(function (j) {
+        if (r.ok) return j;
+        if (j.code === 'invalid_visitor_id' && !retried) { delete body.visitor_id; return self.postSession(body, true); }
+        // a 4xx other than these will not change by retrying: say so once, no retry storm
+        throw { code: j.code || 'http_' + r.status, permanent: r.status < 500 && [401, 408, 429].indexOf(r.status) < 0 };
       });
-    }).then(function (s) {
-      if (data.conversationId && data.conversationId !== s.conversation_id) {
-        // a new conversation (the old one was closed): start its history afresh
-        self.messages = {}; data.history = []; data.lastSeq = 0; data.outbox = []; self.agentReadSeq = 0;
-      }
-      data.token = s.token; data.expiresAt = s.expires_at; data.visitorId = s.visitor_id;
-      data.conversationId = s.conversation_id; data.userId = self.opts.userId || null;
-      data.websocketUrl = self.opts.websocketUrl || s.websocket_url;
-      data.upload = s.upload;
-      self.agentsOnline = s.agents_online;
-      self.store.save();
-      self.render();
-      return data;
     });
   };
 
+  Widget.prototype.adopt = function (s) {
+    var self = this;
+    this.stale = null;
+    if (s.conversationId !== this.cid) {
+      this.drop();
+      this.load(s.conversationId);
+    }
+    clearTimeout(this.renewTimer);
+    this.renewTimer = setTimeout(function () { self.renew(s.token); }, Math.max(0, s.renewAt - Date.now()));
+    return s;
+  };
+
+  // Before the token expires: a fresh one. A live socket stays (it was authorised when it opened),
+  // unless the session now names another conversation.
+  Widget.prototype.renew = function (token) {
+    var self = this;
+    this.stale = token;  // if another tab renewed it already, its session is taken as it is
+    this.ensureSession().then(function () { self.connect(); }, function (err) {
+      if (err.permanent) self.refuse(err.code);
+      else self.renewTimer = setTimeout(function () { self.renew(token); }, 15000);
+    });
+  };
+
+  Widget.prototype.refuse = function (code) {
+    this.refused = code;
+    this.drop();
+    this.render();
+  };
+
+  // ---- transport: a WebSocket, or REST polling when there is none --------------------------
+
   Widget.prototype.connect = function () {
-    if (this.ws || !navigator.onLine) return;
-    var self = this, data = this.store.data, opened = false;
-    this.setStatus(this.t.connecting);
-    var ws = new WebSocket(data.websocketUrl + '?token=' + encodeURIComponent(data.token));
+    var self = this;
+    clearTimeout(this.retryTimer);
+    if (this.refused || this.busy || this.ws || this.polling || !navigator.onLine) return;
+    this.busy = true;
+    this.ensureSession().then(function (s) {
+      self.busy = false;
+      if (self.ws || self.polling) return;
+      if (self.mode === 'rest' || !window.WebSocket || !s.websocketUrl) self.startPolling();
+      else self.openSocket(s);
+    }, function (err) {
+      self.busy = false;
+      if (err.permanent) self.refuse(err.code); else self.retryLater();
+    });
+    this.flush();  // messages queued under an earlier identity go over REST, whatever the transport
+  };
+
+  Widget.prototype.retryLater = function () {
+    clearTimeout(this.retryTimer);
+    if (!navigator.onLine || this.refused) return;
+    var delay = Math.min(30000, 500 * Math.pow(2, this.attempt++)) * (0.5 + Math.random() / 2);
+    this.retryTimer = setTimeout(this.connect.bind(this), delay);
+  };
+
+  Widget.prototype.reconnect = function () { this.drop(); this.connect(); };
+
+  Widget.prototype.openSocket = function (s) {
+    var self = this, ws;
+    this.render();
+    try { ws = new WebSocket(s.websocketUrl + '?token=' + encodeURIComponent(s.token)); } catch (e) { this.mode = 'rest'; this.connect(); return; }
     this.ws = ws;
-    ws.onopen = function () {
-      opened = true;
-      self.attempt = 0;
-      self.onConnected();
-    };
+    // a handshake that neither opens nor fails (some proxies) counts as a failure too
+    var handshake = setTimeout(function () { if (ws.readyState === 0) ws.onclose(); }, 10000);
+    ws.onopen = function () { clearTimeout(handshake); self.onOpen(); };
     ws.onmessage = function (event) {
       var frame;
       try { frame = JSON.parse(event.data); } catch (e) { return; }
       self.lastHeard = Date.now();
-      self.handle(frame);
+      if (self.ws === ws) self.handle(frame);
     };
     ws.onclose = function () {
       if (self.ws !== ws) return;
-      self.ws = null;
-      self.caughtUp = false;
-      clearInterval(self.heartbeat);
-      self.failPendingReplies();
-      if (!opened) self.refusals = (self.refusals || 0) + 1;  // refused at the handshake: maybe the token
-      self.render();
-      self.scheduleReconnect();
+      // A socket that never caught up counts as a failure: refused (maybe the token), or cut by a proxy.
+      if (!self.ready) self.wsFailures++;
+      self.drop();
+      if (self.wsFailures === 2) self.stale = self.sess().token;
+      if (self.wsFailures >= 3) { self.mode = 'rest'; self.connect(); } else self.retryLater();
     };
   };
 
-  Widget.prototype.scheduleReconnect = function () {
-    clearTimeout(this.reconnectTimer);
-    if (!navigator.onLine) return;  // the 'online' event reconnects
-    var self = this;
-    var delay = Math.min(30000, 500 * Math.pow(2, this.attempt++)) * (0.5 + Math.random() / 2);
-    this.reconnectTimer = setTimeout(function () {
-      var renew = self.refusals >= 2 || (self.store.data.expiresAt * 1000 < Date.now() + 60000);
-      self.session(renew).then(function () { self.refusals = 0; self.connect(); },
-        function () { self.scheduleReconnect(); });
-    }, delay);
+  Widget.prototype.drop = function () {
+    var ws = this.ws, replies = this.replies;
+    this.ws = null;
+    this.ready = false;
+    this.polling = false;
+    clearTimeout(this.pollTimer);
+    clearTimeout(this.probeTimer);
+    clearInterval(this.heartbeat);
+    this.replies = {};
+    Object.keys(replies).forEach(function (req) { clearTimeout(replies[req].timer); replies[req].no({}); });
+    if (ws) { ws.onclose = null; try { ws.close(); } catch (e) {} }
+    this.render();
   };
 
-  Widget.prototype.reconnectNow = function () {
-    this.attempt = 0;
-    clearTimeout(this.reconnectTimer);
-    if (!this.ws) this.start();
-  };
-
-  Widget.prototype.watchNetwork = function () {
-    var self = this;
-    window.addEventListener('offline', function () {
-      if (self.ws) { var ws = self.ws; ws.onclose(); try { ws.close(); } catch (e) {} }
-      self.render();
-    });
-    window.addEventListener('online', function () { self.reconnectNow(); });
-    document.addEventListener('visibilitychange', function () {
-      if (document.visibilityState === 'visible') {
-        if (!self.ws) self.reconnectNow();
-        if (self.isOpen) self.markRead();
-      }
-    });
-  };
-
-  Widget.prototype.onConnected = function () {
+  Widget.prototype.onOpen = function () {
     var self = this;
     this.lastHeard = Date.now();
     clearInterval(this.heartbeat);
@@ -336,133 +472,237 @@
       if (Date.now() - self.lastHeard > 40000 && self.ws) { self.ws.close(); return; }  // a dead link
       self.request({ action: 'ping' }).catch(function () {});
     }, 25000);
-    this.render();
     this.reportPage();
+    this.refreshState();
+    this.catchUp().catch(function (err) { self.syncFailed(err); });
+  };
+
+  Widget.prototype.syncFailed = function (err) {
+    var self = this;
+    if (!this.ws || err.code === undefined) return;  // the socket went: reconnecting catches up again
+    this.syncNotice = true;
+    this.render();
+    setTimeout(function () {
+      if (self.ws) self.catchUp().catch(function (e) { self.syncFailed(e); });
+    }, Math.min(10000, 1000 * Math.pow(2, this.attempt++)));
+  };
+
+  Widget.prototype.refreshState = function () {
+    var self = this;
     this.request({ action: 'state' }).then(function (state) {
       self.agentsOnline = state.agents_online.length;
+      if (state.conversation && state.conversation.conversation_id === self.cid) self.closed = state.conversation.status === 'closed';
       self.render();
     }).catch(function () {});
-    this.catchUp(0);
   };
 
-  // Keep paging through sync until caught up; then send what the outbox holds, in order.
-  Widget.prototype.catchUp = function (failures) {
-    var self = this, data = this.store.data;
-    this.request({ action: 'sync', conversation_id: data.conversationId, after_seq: data.lastSeq || 0 }, 15000)
-      .then(function (page) {
-        page.messages.forEach(function (m) { self.receive(m, true); });
-        if (page.has_more) return self.catchUp(0);
-        self.caughtUp = true;
-        self.showNotice(null);
-        self.render();
-        self.flushOutbox();
-        self.emit('ready');
-      }, function (err) {
-        if (!self.ws) return;  // the socket went; reconnecting catches up again
-        if (err && err.code === 'seq_out_of_range') { data.lastSeq = 0; self.store.save(); }
-        self.showNotice(self.t.syncFailed, true);
-        setTimeout(function () { if (self.ws) self.catchUp(failures + 1); }, Math.min(10000, 1000 * Math.pow(2, failures)));
-      });
-  };
-
-  Widget.prototype.request = function (frame, timeout) {
+  // REST mode: sync on a timer, fast while the chat is open, slow while closed; now and then try a socket again.
+  Widget.prototype.startPolling = function () {
     var self = this;
-    return new Promise(function (resolve, reject) {
-      if (!self.ws || self.ws.readyState !== 1) { reject(new Error('offline')); return; }
-      var req = newId('r');
-      frame.req = req;
-      self.pendingReplies[req] = {
-        resolve: resolve, reject: reject,
-        timer: setTimeout(function () { delete self.pendingReplies[req]; reject(new Error('timeout')); }, timeout || 10000)
-      };
-      self.ws.send(JSON.stringify(frame));
+    this.mode = 'rest';
+    this.polling = true;
+    this.idle = 0;
+    this.poll();
+    if (window.WebSocket) {
+      this.probeTimer = setTimeout(function () {
+        if (!self.polling) return;
+        self.drop();
+        self.mode = 'ws';
+        self.wsFailures = 2;  // one more failure and it is back to polling
+        self.connect();
+      }, Math.min(120000, 5000 * Math.pow(2, this.probes = (this.probes || 0) + 1)));
+    }
+  };
+
+  Widget.prototype.poll = function () {
+    var self = this, before = this.maxSeq();
+    clearTimeout(this.pollTimer);
+    this.catchUp().then(function () {
+      if (!self.polling) return;
+      self.idle = self.maxSeq() > before || self.nextItem() ? 0 : self.idle + 1;
+      var base = self.isOpen ? 1500 : 10000;
+      self.pollTimer = setTimeout(self.poll.bind(self), Math.min(base * 5, base * Math.pow(1.5, self.idle)));
+    }, function () {
+      if (!self.polling) return;
+      self.ready = false;
+      self.render();
+      self.pollTimer = setTimeout(self.poll.bind(self), Math.min(30000, 1000 * Math.pow(2, self.attempt++)));
     });
   };
 
-  Widget.prototype.failPendingReplies = function () {
-    var pending = this.pendingReplies;
-    this.pendingReplies = {};
-    Object.keys(pending).forEach(function (req) { clearTimeout(pending[req].timer); pending[req].reject(new Error('offline')); });
+  Widget.prototype.request = function (frame) {
+    var self = this, ws = this.ws;
+    return new Promise(function (resolve, reject) {
+      if (!ws || ws.readyState !== 1) { reject({}); return; }
+      var req = frame.req = newId('r');
+      self.replies[req] = {
+        ok: resolve, no: reject,
+        timer: setTimeout(function () {
+          delete self.replies[req];
+          reject({});
+          if (self.ws === ws) ws.close();  // no answer in this long: the link is dead
+        }, REPLY_TIMEOUT)
+      };
+      ws.send(JSON.stringify(frame));
+    });
   };
 
+  // send and sync over whichever transport is up; `via` sends as an earlier identity (after identify or reset).
+  Widget.prototype.call = function (frame, via) {
+    if (!via && this.mode !== 'rest') return this.request(frame);
+    var path = '/v1/conversations/{c}/messages';
+    if (frame.action === 'sync') return this.api('GET', path + '?after_seq=' + frame.after_seq, null, via);
+    return this.api('POST', path, { client_msg_id: frame.client_msg_id, text: frame.text, attachment: frame.attachment }, via);
+  };
+
+  // REST with the session's token ({c} is its conversation); an expired token is renewed and the call made again.
+  Widget.prototype.api = function (method, path, body, via, retried) {
+    var self = this, token = via ? via.t : this.sess().token;
+    return fetch(this.apiUrl + path.replace('{c}', encodeURIComponent(via ? via.c : this.cid)), {
+      method: method, body: body ? JSON.stringify(body) : undefined,
+      headers: { 'Content-Type': 'application/json', Authorization: 'Bearer ' + token }
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (j) {
+        if (r.ok) return j;
+        var err = { code: j.code || 'http_' + r.status };
+        if (retried || ['token_expired', 'token_invalid'].indexOf(err.code) < 0) throw err;
+        if (!via) { self.stale = token; return self.ensureSession().then(function () { return self.api(method, path, body, via, true); }); }
+        return self.postSession(via.b).then(function (r) {
+          via.t = r.token; via.c = r.conversation_id;
+          return self.api(method, path, body, via, true);
+        });
+      });
+    }, function () { throw {}; });
+  };
+
+  // ---- frames from the server --------------------------------------------------------------
+
   Widget.prototype.handle = function (frame) {
-    var waiting = frame.req && this.pendingReplies[frame.req];
+    var waiting = frame.req && this.replies[frame.req];
+    if (frame.code === 'connection_unknown') { this.drop(); this.retryLater(); }
     if (waiting) {
-      delete this.pendingReplies[frame.req];
+      delete this.replies[frame.req];
       clearTimeout(waiting.timer);
-      if (frame.type === 'error') waiting.reject(frame); else waiting.resolve(frame);
-      if (frame.type !== 'ack') return;
+      if (frame.type === 'error') waiting.no(frame); else waiting.ok(frame);
+      return;
     }
+    var c = frame.conversation;
     switch (frame.type) {
-      case 'ack': this.acked(frame); break;
       case 'message': this.receive(frame, false); break;
       case 'read':
-        if (frame.by && frame.by.role === 'agent' && frame.seq > this.agentReadSeq) {
-          this.agentReadSeq = frame.seq; this.store.data.agentReadSeq = frame.seq; this.store.save(); this.render();
+        if (frame.by && frame.by.role === 'agent' && frame.conversation_id === this.cid && frame.seq > this.agentReadSeq) {
+          this.agentReadSeq = frame.seq; this.save(); this.render();
         }
         break;
       case 'typing':
-        if (frame.from && frame.from.role === 'agent') this.showTyping(frame.is_typing);
+        if (frame.from && frame.from.role === 'agent') { this.showTyping(frame.is_typing); this.agentSeen(); }
         break;
       case 'presence':
         if (frame.role === 'agent') {
-          this.request({ action: 'state' }).then(function (state) {
-            this.agentsOnline = state.agents_online.length; this.render();
-          }.bind(this)).catch(function () {});
+          if (frame.status === 'online') this.agentSeen();
+          this.refreshState();
         }
         break;
       case 'conversation':
-        if (frame.event === 'closed') this.store.data.expiresAt = 0;  // the next session opens a new one
+        if (c && c.conversation_id === this.cid) {
+          this.closed = c.status === 'closed';
+          if (c.status === 'assigned') this.agentSeen();
+          this.render();
+        }
         break;
     }
   };
 
-  // ---- messages -----------------------------------------------------------------------------
+  Widget.prototype.agentSeen = function () {
+    if (!this.agentsOnline) { this.agentsOnline = 1; this.render(); }
+  };
+
+  // ---- messages ----------------------------------------------------------------------------
+
+  // The catch-up rule (docs/protocol.md): sync after synced_seq, then after next_after_seq while has_more.
+  Widget.prototype.catchUp = function () {
+    var self = this, cid = this.cid;
+    if (this.syncing) { this.again = true; return this.syncing; }
+    function page(after) {
+      return self.call({ action: 'sync', conversation_id: cid, after_seq: after }).then(function (p) {
+        if (cid !== self.cid) return;
+        p.messages.forEach(function (m) { self.receive(m, true); });
+        (p.gaps || []).forEach(function (seq) { self.held[seq] = true; });
+        self.lastSeq = Math.max(self.lastSeq, p.last_seq || 0);
+        self.advance();
+        if (p.has_more && p.next_after_seq > after) return page(p.next_after_seq);
+      });
+    }
+    this.syncing = page(this.synced).then(function () {
+      self.syncing = null;
+      if (cid === self.cid) self.caughtUp();
+      if (self.again) { self.again = false; return self.catchUp(); }
+    }, function (err) {
+      self.syncing = null;
+      self.again = false;
+      if (err.code === 'seq_out_of_range' && cid === self.cid) { store.del(self.key + ':h'); self.load(cid); }
+      throw err;
+    });
+    return this.syncing;
+  };
+
+  Widget.prototype.advance = function () {
+    while (this.held[this.synced + 1]) this.synced++;
+    this.save();
+    this.render();
+  };
+
+  Widget.prototype.caughtUp = function () {
+    var first = !this.readyOnce;
+    this.ready = this.readyOnce = true;
+    this.wsFailures = this.attempt = 0;
+    this.syncNotice = false;
+    this.render();
+    this.flush();
+    if (first) this.emit('ready');
+    if (this.mode === 'ws') this.probes = 0;
+    this.checkHoles();
+  };
+
+  // A number below the newest that we still lack is in flight or about to become a listed gap:
+  // look again later (less and less often), without holding anything up meanwhile.
+  Widget.prototype.checkHoles = function () {
+    var self = this;
+    if (this.polling || this.synced >= Math.max(this.lastSeq, this.maxSeq())) {
+      clearTimeout(this.holeTimer);
+      this.holeTimer = null;
+      this.holeDelay = 0;
+      return;
+    }
+    if (this.holeTimer) return;
+    this.holeDelay = Math.min(60000, (this.holeDelay || 1000) * 2);
+    this.holeTimer = setTimeout(function () {
+      self.holeTimer = null;
+      if (self.ready) self.catchUp().catch(function () {});
+    }, this.holeDelay);
+  };
 
   Widget.prototype.receive = function (m, fromSync) {
-    var data = this.store.data;
-    if (m.conversation_id !== data.conversationId || this.messages[m.seq]) return;
-    this.messages[m.seq] = m;
-    data.lastSeq = this.contiguousSeq();
-    data.outbox = (data.outbox || []).filter(function (o) { return o.client_msg_id !== m.client_msg_id; });
-    this.persistHistory();
-    this.render();
+    if (m.conversation_id !== this.cid || this.msgs[m.seq]) return;
+    this.msgs[m.seq] = this.held[m.seq] = m;
+    if (m.sender.role === 'visitor') {
+      var item = store.get(this.key + ':o:' + m.client_msg_id);
+      if (item && !item.via) store.del(this.key + ':o:' + m.client_msg_id);  // delivered (from another tab, or its ack was lost)
+    }
+    if (!fromSync) { this.advance(); this.checkHoles(); }
     if (m.sender.role !== 'visitor') {
       this.showTyping(false);
+      this.agentSeen();
       if (this.isOpen && document.visibilityState === 'visible') this.markRead();
-      else if (!fromSync || m.seq > (data.readSeq || 0)) this.setUnread(this.unread + 1);
+      else if (!fromSync || m.seq > this.readSeq) this.setUnread(this.unread + 1);
       this.emit('message', { text: m.text, attachment: m.attachment, seq: m.seq, from: m.sender.role });
     }
   };
 
-  Widget.prototype.acked = function (ack) {
-    var data = this.store.data;
-    var item = (data.outbox || []).filter(function (o) { return o.client_msg_id === ack.client_msg_id; })[0];
-    if (item && !this.messages[ack.seq]) {
-      this.messages[ack.seq] = {
-        conversation_id: ack.conversation_id, seq: ack.seq, id: ack.id, client_msg_id: ack.client_msg_id,
-        sender: { role: 'visitor', id: data.visitorId }, text: item.text || null,
-        attachment: item.attachment || null, created_at: ack.created_at
-      };
-    }
-    data.outbox = (data.outbox || []).filter(function (o) { return o.client_msg_id !== ack.client_msg_id; });
-    data.lastSeq = Math.max(data.lastSeq || 0, this.contiguousSeq());
-    this.persistHistory();
-    this.render();
-  };
-
-  // The highest seq up to which we hold every message: sync resumes from there.
-  Widget.prototype.contiguousSeq = function () {
-    var seq = this.store.data.lastSeq || 0;
-    while (this.messages[seq + 1]) seq++;
-    return seq;
-  };
-
-  Widget.prototype.persistHistory = function () {
-    var all = Object.keys(this.messages).map(Number).sort(function (a, b) { return a - b; });
-    var self = this;
-    this.store.data.history = all.slice(-200).map(function (s) { return self.messages[s]; });
-    this.store.save();
+  // Every tab's unsent messages, oldest first.
+  Widget.prototype.outbox = function () {
+    return store.keys(this.key + ':o:').map(store.get).filter(Boolean)
+      .sort(function (a, b) { return a.at - b.at || (a.id < b.id ? -1 : 1); });
   };
 
   Widget.prototype.submit = function () {
@@ -473,61 +713,84 @@
   };
 
   Widget.prototype.enqueue = function (content) {
-    var data = this.store.data;
-    var item = { client_msg_id: newId('w'), text: content.text || null, attachment: content.attachment || null,
-      created: Date.now() };
-    data.outbox = (data.outbox || []).concat([item]);
-    this.store.save();
+    var item = { id: newId('w'), text: content.text || null, attachment: content.attachment || null, at: Date.now() };
+    store.set(this.key + ':o:' + item.id, item);
     this.render();
-    this.flushOutbox();
+    this.flush();
   };
 
-  // One send in flight at a time, oldest first: API Gateway runs frames concurrently, so sending
-  // the outbox all at once could store it out of order. Retries reuse the client_msg_id.
-  Widget.prototype.flushOutbox = function () {
-    if (this.sending || !this.caughtUp) return;
-    var item = (this.store.data.outbox || [])[0];
-    if (!item) return;
-    this.sending = true;
+  Widget.prototype.nextItem = function () {
+    var ready = this.ready;
+    return this.outbox().filter(function (o) { return !o.failed && (o.via || ready); })[0];
+  };
+
+  // One send in flight across all tabs, oldest first: API Gateway runs frames concurrently, so
+  // sending several at once could store them out of order. Retries reuse the client_msg_id.
+  Widget.prototype.flush = function () {
     var self = this;
-    var frame = { action: 'send', conversation_id: this.store.data.conversationId, client_msg_id: item.client_msg_id };
-    if (item.text) frame.text = item.text;
-    if (item.attachment) frame.attachment = item.attachment;
-    this.request(frame, 15000).then(function () {
-      self.sending = false;
-      self.flushOutbox();
-    }, function (err) {
-      self.sending = false;
-      var retryable = !err.code || ['send_in_progress', 'rate_limited', 'internal_error'].indexOf(err.code) >= 0;
-      if (!retryable) {
-        item.failed = err.message || err.code;
-        self.store.data.outbox = self.store.data.outbox.filter(function (o) { return o.client_msg_id !== item.client_msg_id; });
-        self.failed = (self.failed || []).concat([item]);
-        self.store.save();
-        self.render();
-        self.flushOutbox();
-      } else if (err.code || err.message === 'timeout') {
-        setTimeout(self.flushOutbox.bind(self), 2000);  // still connected: try again
-      }  // offline: the next catch-up flushes
+    if (this.flushing || !navigator.onLine || !this.nextItem()) return;
+    this.flushing = true;
+    locked(this.key + ':send', function () {
+      var item = self.nextItem();  // read again: another tab may have sent it meanwhile
+      return item ? self.sendItem(item) : -1;
+    }).then(function (wait) {
+      self.flushing = false;
+      if (wait === 0) self.flush(); else if (wait > 0) setTimeout(self.flush.bind(self), wait);
     });
   };
 
+  // Resolves to 0 (next, please), a delay before trying again, or -1 (wait for the connection).
+  Widget.prototype.sendItem = function (item) {
+    var self = this, via = item.via, cid = via ? via.c : this.cid, key = this.key + ':o:' + item.id;
+    if (!via && !item.tx) { item.tx = 1; store.set(key, item); }
+    return this.call({ action: 'send', conversation_id: cid, client_msg_id: item.id,
+      text: item.text || undefined, attachment: item.attachment || undefined }, via).then(function (ack) {
+      store.del(key);
+      if (via) return 0;
+      if (ack.conversation_id !== cid) {
+        // It landed in the visitor's newer conversation: a session for that one, and the rest follows it.
+        self.stale = self.sess().token;
+        self.reconnect();
+        return -1;
+      }
+      if (cid === self.cid) {
+        self.receive({ conversation_id: cid, seq: ack.seq, id: ack.id, client_msg_id: item.id,
+          sender: { role: 'visitor', id: self.sess().visitorId }, text: item.text, attachment: item.attachment,
+          created_at: ack.created_at }, false);
+      }
+      self.render();
+      return 0;
+    }, function (err) {
+      if (err.code === undefined) return self.ready || via ? 3000 : -1;
+      if (RETRY.indexOf(err.code) >= 0) return 2000;
+      if (err.code === 'not_in_conversation' && !via) { self.stale = self.sess().token; self.reconnect(); return -1; }
+      item.failed = err.code;
+      if (store.get(key)) store.set(key, item);
+      self.render();
+      return 0;
+    });
+  };
+
+  Widget.prototype.retry = function (item) {
+    delete item.failed;
+    store.set(this.key + ':o:' + item.id, item);
+    this.render();
+    this.flush();
+  };
+
   Widget.prototype.markRead = function () {
-    var data = this.store.data;
-    var seq = data.lastSeq || 0;
-    if (!seq || seq <= (data.readSeq || 0) || !this.ws) return;
-    data.readSeq = seq;
-    this.store.save();
-    this.request({ action: 'read', conversation_id: data.conversationId, seq: seq }).catch(function () {});
+    var seq = this.maxSeq();
+    if (!seq || seq <= this.readSeq || !this.ws) return;
+    this.readSeq = seq;
+    this.save();
+    this.request({ action: 'read', conversation_id: this.cid, seq: seq }).catch(function () {});
   };
 
   Widget.prototype.noteTyping = function () {
     var now = Date.now();
-    if (!this.ws || now - (this.typingSent || 0) < 3000) return;
+    if (!this.ws || this.ws.readyState !== 1 || now - (this.typingSent || 0) < 3000) return;
     this.typingSent = now;
-    try {
-      this.ws.send(JSON.stringify({ action: 'typing', conversation_id: this.store.data.conversationId, is_typing: true }));
-    } catch (e) { /* offline: typing is never queued */ }
+    this.ws.send(JSON.stringify({ action: 'typing', conversation_id: this.cid, is_typing: true }));
   };
 
   Widget.prototype.showTyping = function (on) {
@@ -536,18 +799,51 @@
     if (on) this.typingTimer = setTimeout(this.showTyping.bind(this, false), 6000);
   };
 
+  // ---- identity changes ----------------------------------------------------------------------
+
+  // Messages that may already have reached the current conversation stay bound to it (and to this
+  // identity's token), so a retry finds the original instead of storing a second copy elsewhere.
+  Widget.prototype.detach = function (all) {
+    var s = this.sess(), key = this.key;
+    if (!s.token) return;
+    var via = { t: s.token, c: s.conversationId, b: this.sessionBody(s) };
+    this.outbox().forEach(function (o) {
+      if (!o.via && (all || o.tx)) { o.via = via; store.set(key + ':o:' + o.id, o); }
+    });
+  };
+
+  Widget.prototype.identify = function (arg) {
+    var before = this.user();
+    var after = Object.assign({}, this.opts, arg || {});
+    if (((after.identityToken ? claims(after.identityToken).sub : after.userId) || null) !== before) this.detach(false);
+    Object.assign(this.opts, arg || {});
+    this.stale = this.sess().token;
+    this.refused = null;
+    this.reconnect();
+  };
+
+  // Logout: what was queued is still delivered, as the visitor who wrote it; then the visitor is forgotten.
+  Widget.prototype.reset = function () {
+    this.detach(true);
+    ['userId', 'userHash', 'identityToken', 'name', 'attributes'].forEach(function (k) { delete this.opts[k]; }, this);
+    store.del(this.key);
+    store.del(this.key + ':h');
+    this.drop();
+    this.load(null);
+    this.setUnread(0);
+    this.connect();
+  };
+
   // ---- uploads ------------------------------------------------------------------------------
 
   Widget.prototype.sendFile = function (file) {
-    var policy = this.store.data.upload || { max_bytes: 10485760, allowed_types: ['image/*', 'application/pdf', 'text/plain'] };
-    if (file.size > policy.max_bytes) { this.showNotice(this.t.tooLarge, true); return; }
-    if (!typeAllowed(file.type, policy.allowed_types)) { this.showNotice(this.t.badType, true); return; }
-    var self = this, data = this.store.data;
-    fetch(this.apiUrl + '/v1/uploads', {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json', Authorization: 'Bearer ' + data.token },
-      body: JSON.stringify({ conversation_id: data.conversationId, file_name: file.name, content_type: file.type, size: file.size })
-    }).then(function (r) { return r.json().then(function (j) { if (!r.ok) throw new Error(j.message); return j; }); })
+    var policy = this.sess().upload || { max_bytes: 10485760, allowed_types: ['image/*', 'application/pdf', 'text/plain'] };
+    if (file.size > policy.max_bytes) { this.showNotice(this.t.tooLarge); return; }
+    if (!typeAllowed(file.type, policy.allowed_types)) { this.showNotice(this.t.badType); return; }
+    var self = this, pendingRow = { name: file.name, size: file.size };
+    this.uploading.push(pendingRow);
+    this.render();
+    this.api('POST', '/v1/uploads', { conversation_id: this.cid, file_name: file.name, content_type: file.type, size: file.size })
       .then(function (grant) {
         var init;
         if (grant.method === 'POST') {
@@ -559,11 +855,37 @@
           init = { method: 'PUT', body: file, headers: grant.headers };
         }
         return fetch(grant.url, init).then(function (r) {
-          if (!r.ok) throw new Error(self.t.uploadFailed);
+          if (!r.ok) throw {};
+          if (/^image\//.test(file.type)) self.previews[grant.key] = URL.createObjectURL(file);
           self.enqueue({ attachment: { key: grant.key, name: file.name, size: file.size, content_type: file.type } });
         });
       })
-      .catch(function (err) { self.showNotice((err && err.message) || self.t.uploadFailed, true); });
+      .catch(function (err) {
+        // a closed chat takes no file until a message reopens it
+        self.showNotice(err.code === 'conversation_closed' ? self.t.closed : self.t[REASONS[err.code]] || self.t.uploadFailed);
+      })
+      .then(function () { self.uploading.splice(self.uploading.indexOf(pendingRow), 1); self.render(); });
+  };
+
+  // Signed download URLs expire: a fresh one when ours has (and when an image fails to load).
+  Widget.prototype.signedUrl = function (a) {
+    var u = this.urls[a.key];
+    if (!u && a.url) u = this.urls[a.key] = { u: a.url, e: a.url_expires_at };
+    // (a URL fetched just now is used even if this clock thinks it has expired already)
+    if (u && (u.e * 1000 > Date.now() + 2000 || Date.now() - u.f < 10000)) return u.u;
+    this.freshUrl(a.key);
+    return null;
+  };
+
+  Widget.prototype.freshUrl = function (key) {
+    var self = this, u = this.urls[key] || {};
+    if (u.busy || Date.now() - (u.f || 0) < 10000) return;
+    u.busy = true;
+    this.urls[key] = u;
+    this.api('GET', '/v1/conversations/{c}/attachments/url?key=' + encodeURIComponent(key)).then(function (r) {
+      self.urls[key] = { u: r.url, e: r.expires_at, f: Date.now() };
+      self.render();
+    }, function () { u.busy = false; u.f = Date.now(); });
   };
 
   // ---- page views -----------------------------------------------------------------------------
@@ -591,80 +913,101 @@
     this.request(frame).catch(function () {});
   };
 
-  // ---- rendering ------------------------------------------------------------------------------
-
-  Widget.prototype.setStatus = function (text) { this.status.textContent = text; };
-
-  Widget.prototype.showNotice = function (text, warn) {
-    this.noticeText = text;
-    this.noticeWarn = warn;
-    this.renderNotice();
+  Widget.prototype.watch = function () {
+    var self = this;
+    window.addEventListener('offline', function () { self.drop(); });
+    window.addEventListener('online', function () { self.attempt = 0; self.connect(); });
+    document.addEventListener('visibilitychange', function () {
+      if (document.visibilityState === 'visible') {
+        self.connect();
+        if (self.isOpen) self.markRead();
+      }
+    });
+    // Another tab changed the session or the outbox.
+    window.addEventListener('storage', function (e) {
+      if (!e.key || e.key.indexOf(self.key) !== 0 || e.key === self.key + ':h') return;
+      var s = self.sess();
+      if (e.key === self.key && s.conversationId && s.conversationId !== self.cid && s.userId === self.user()) {
+        self.adopt(s);
+        self.connect();
+      }
+      self.render();
+      self.flush();
+    });
   };
 
-  Widget.prototype.renderNotice = function () {
-    var text = this.noticeText, offline = false;
-    if (!navigator.onLine || (!this.ws && this.store.data.token)) { text = this.t.offline; offline = true; }
-    else if (!text && this.agentsOnline === 0) text = this.t.away;
-    this.notice.hidden = !text;
-    this.notice.textContent = text || '';
-    this.notice.className = 'notice' + (offline || this.noticeWarn ? ' offline' : '');
+  // ---- rendering ------------------------------------------------------------------------------
+
+  Widget.prototype.showNotice = function (text) {
+    var self = this;
+    clearTimeout(this.noticeTimer);
+    this.noticeText = text;
+    this.render();
+    this.noticeTimer = setTimeout(function () { self.noticeText = null; self.render(); }, 8000);
   };
 
   Widget.prototype.render = function () {
-    var t = this.t, data = this.store.data, self = this;
-    this.setStatus(!this.ws ? t.connecting : (this.agentsOnline > 0 ? t.online : ''));
-    // for the page and for tests: connecting | online (caught up) | offline
-    this.host.setAttribute('data-connection', !navigator.onLine ? 'offline' : (this.ws && this.caughtUp ? 'online' : 'connecting'));
-    this.renderNotice();
-    var seqs = Object.keys(this.messages).map(Number).sort(function (a, b) { return a - b; });
-    var rows = seqs.map(function (seq) { return self.row(self.messages[seq], null); });
-    (data.outbox || []).forEach(function (item) { rows.push(self.row(item, 'sending')); });
-    (this.failed || []).forEach(function (item) { rows.push(self.row(item, 'failed')); });
+    if (!this.log) return;
+    var t = this.t, self = this, online = navigator.onLine;
+    var connection = this.refused ? 'refused' : !online ? 'offline' : this.ready ? 'online' : 'connecting';
+    this.host.setAttribute('data-connection', connection);  // for the page and for tests
+    this.host.setAttribute('data-transport', this.mode);
+    this.status.textContent = connection === 'online' ? (this.agentsOnline > 0 ? t.online : '') : connection === 'connecting' ? t.connecting : '';
+    var text = null, warn = true;
+    if (this.refused) text = t[REASONS[this.refused]] || t.unavailable;
+    else if (!online || (!this.ready && this.readyOnce)) text = t.offline;
+    else if (this.noticeText) text = this.noticeText;
+    else if (this.syncNotice) text = t.syncFailed;
+    else { warn = false; text = this.closed ? t.closed : this.ready && !this.agentsOnline ? t.away : null; }
+    this.notice.hidden = !text;
+    this.notice.textContent = text || '';
+    this.notice.className = 'notice' + (warn ? ' offline' : '');
+    // Nobody online while the visitor looks: ask again now and then (an agent coming online is
+    // otherwise only heard of once they take the conversation or write).
+    if (this.ws && this.ready && this.isOpen && !this.agentsOnline && !this.awayTimer) {
+      this.awayTimer = setTimeout(function () { self.awayTimer = null; if (self.ws) self.refreshState(); }, 15000);
+    }
+
+    var rows = Object.keys(this.msgs).map(Number).sort(function (a, b) { return a - b; })
+      .map(function (seq) { return self.row(self.msgs[seq]); });
+    this.outbox().forEach(function (o) { if (!o.via) rows.push(self.row(o, o.failed ? 'failed' : 'sending')); });
+    this.uploading.forEach(function (u) { rows.push(self.row({ attachment: u }, 'uploading')); });
     var atBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 40;
     this.log.replaceChildren.apply(this.log, rows);
     if (atBottom) this.scrollDown();
   };
 
   Widget.prototype.row = function (m, state) {
-    var t = this.t;
+    var t = this.t, self = this;
     var mine = !m.sender || m.sender.role === 'visitor';
     var bubble = $('div', { class: 'bubble' });
     if (mine) bubble.style.background = this.opts.color || '#2563eb';
-    if (m.text) bubble.appendChild(document.createTextNode(m.text));
+    if (m.text) linkify(bubble, m.text);
     var a = m.attachment;
     if (a) {
-      if (a.url && /^image\//.test(a.content_type)) {
-        bubble.appendChild($('img', { src: a.url, alt: a.name }));
-      } else if (a.url) {
-        bubble.appendChild($('a', { href: a.url, target: '_blank', rel: 'noopener', text: '📄 ' + a.name + ' (' + humanSize(a.size) + ')' }));
+      var label = '📄 ' + a.name + ' (' + humanSize(a.size) + ')';
+      var url = a.key && (this.previews[a.key] || this.signedUrl(a));
+      if (url && /^image\//.test(a.content_type)) {
+        bubble.appendChild($('img', { src: url, alt: a.name, onerror: function () {
+          if (!self.previews[a.key]) { delete self.urls[a.key].e; self.freshUrl(a.key); }
+        } }));
+      } else if (url) {
+        bubble.appendChild($('a', { href: url, target: '_blank', rel: 'noopener noreferrer', text: label }));
       } else {
-        bubble.appendChild(document.createTextNode('📄 ' + a.name + ' (' + humanSize(a.size) + ')'));
+        bubble.appendChild(document.createTextNode(label));
       }
     }
-    var status = '';
-    if (mine) {
-      if (state === 'sending') status = t.sending;
-      else if (state === 'failed') status = t.failed + (m.failed ? ': ' + m.failed : '');
-      else status = m.seq <= this.agentReadSeq ? t.read : t.sent;
-    }
-    var when = new Date(m.created_at || m.created || Date.now());
+    var status = '', read = mine && m.seq <= this.agentReadSeq;
+    if (mine) status = state ? t[state] : read ? t.read : t.sent;
+    if (state === 'failed') status += t.colon + (t[REASONS[m.failed]] || t.error);
+    var when = new Date(m.created_at || m.at || Date.now());
     var meta = $('div', { class: 'meta', text: (mine ? '' : t.agent + ' · ') + when.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) + (status ? ' · ' + status : '') });
+    if (state === 'failed') meta.appendChild($('button', { type: 'button', text: t.retry, onclick: function () { self.retry(m); } }));
     return $('div', { class: 'msg ' + (mine ? 'mine' : 'theirs') + (state ? ' ' + state : ''), 'data-seq': m.seq || '',
-      'data-state': state || (mine ? (m.seq <= this.agentReadSeq ? 'read' : 'sent') : 'received') }, [bubble, meta]);
+      'data-state': state || (mine ? (read ? 'read' : 'sent') : 'received') }, [bubble, meta]);
   };
 
   Widget.prototype.scrollDown = function () { this.log.scrollTop = this.log.scrollHeight; };
-
-  Widget.prototype.reset = function () {
-    this.store.clear();
-    this.messages = {};
-    this.failed = [];
-    this.agentReadSeq = 0;
-    this.setUnread(0);
-    if (this.ws) { var ws = this.ws; this.ws = null; ws.close(); }
-    this.render();
-    this.start();
-  };
 
   // ---- the public API: window.Kefu(command, ...) --------------------------------------------
 
@@ -690,11 +1033,7 @@
       case 'on': widget.on(arg, arguments[2]); break;
       case 'send': widget.enqueue({ text: String(arg) }); break;
       case 'reset': widget.reset(); break;
-      case 'identify':
-        Object.assign(widget.opts, arg || {});
-        widget.store.data.expiresAt = 0;  // a new session carries the identity
-        if (widget.ws) widget.ws.close(); else widget.start();
-        break;
+      case 'identify': widget.identify(arg); break;
       default: console.warn('Kefu: unknown command', command);
     }
   }

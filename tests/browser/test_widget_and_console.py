@@ -1,49 +1,40 @@
 """The product as people use it: a visitor on the demo shop and an agent in the console."""
 from __future__ import annotations
 
-import struct
-import zlib
+import re
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import Agent, Visitor
+from tests.browser.conftest import README_SCREENSHOTS, Agent, Visitor, png, sockets_of, stored_texts, teapot_photo
+from tests.e2e.wsclient import ChatClient
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def _png(width=40, height=30, rgb=(200, 80, 40)):
-    raw = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
-
-
-def _stored_texts(stack, conversation_id):
-    agent = stack.agent()
-    page = stack.rest("GET", f"/v1/conversations/{conversation_id}/messages", token=agent["token"],
-                      params={"after_seq": 0, "limit": 50}).json()
-    return [m["text"] for m in page["messages"]]
-
-
-def _conversation_id(visitor):
-    return visitor.page.evaluate("JSON.parse(localStorage.getItem('kefu:demo')).conversationId")
-
-
-def test_visitor_and_agent_chat_both_ways(browser, stack, shots):
+def test_visitor_and_agent_chat_both_ways(browser, stack, shots, tmp_path):
     agent = Agent(browser, stack)
     visitor = Visitor(browser, stack, name="Vera")
     visitor.say("Hello, is the zisha teapot in stock?")
     agent.open_conversation("Vera")
     expect(agent.bubbles("visitor")).to_have_text(["Hello, is the zisha teapot in stock?"])
-    agent.say("Yes! We have two left. 有货。")
-    expect(visitor.bubbles("theirs")).to_have_text(["Yes! We have two left. 有货。"])
+    agent.say("Yes! We have two left. 有货。 Details: https://teapots.example/zisha")
+    expect(visitor.bubbles("theirs")).to_have_text(["Yes! We have two left. 有货。 Details: https://teapots.example/zisha"])
+    expect(visitor.bubbles("theirs").locator("a")).to_have_attribute("href", "https://teapots.example/zisha")
+    picture = tmp_path / "my-old-teapot.png"
+    picture.write_bytes(teapot_photo())
+    visitor.widget.locator("input[type=file]").set_input_files(str(picture))
+    expect(agent.page.locator("#messages .msg.visitor img")).to_have_attribute("alt", "my-old-teapot.png")
+    visitor.say("Is it the same size as this one?")
+    expect(agent.bubbles("visitor").last).to_have_text("Is it the same size as this one?")
     expect(agent.page.locator("#details")).to_contain_text("/demo/")  # page-view tracking reached the agent
-    expect(visitor.widget.locator(".msg.mine .meta").first).to_contain_text("Read", timeout=10000)
-    visitor.page.screenshot(path=str(shots / "widget.png"))
-    agent.page.screenshot(path=str(shots / "console.png"))
+    expect(visitor.widget.locator('.msg.mine[data-state="read"]')).to_have_count(3, timeout=10000)
+    expect(visitor.widget.locator(".msg.mine img")).to_have_attribute("alt", "my-old-teapot.png")
+    visitor.page.wait_for_timeout(300)  # images painted
+    # The README's screenshots (docs/screenshots/), and a copy with the test output.
+    for folder in (shots, README_SCREENSHOTS):
+        visitor.page.screenshot(path=str(folder / "widget.png"))
+        agent.page.screenshot(path=str(folder / "console.png"))
     assert visitor.errors == [] and agent.errors == []
     visitor.context.close()
     agent.context.close()
@@ -67,7 +58,7 @@ def test_offline_visitor_messages_arrive_once_in_order(browser, stack, shots):
     expect(agent.bubbles("visitor")).to_have_text(
         ["before the tunnel", "first while offline", "second while offline"], timeout=20000)
     expect(visitor.widget.locator('.msg[data-state="sending"]')).to_have_count(0)
-    assert _stored_texts(stack, _conversation_id(visitor)) == [
+    assert stored_texts(stack, visitor.conversation_id()) == [
         "before the tunnel", "first while offline", "second while offline"]
     visitor.context.close()
     agent.context.close()
@@ -75,9 +66,9 @@ def test_offline_visitor_messages_arrive_once_in_order(browser, stack, shots):
 
 def test_unsent_messages_survive_a_reload(browser, stack):
     visitor = Visitor(browser, stack, name="Rita")
-    conversation_id = _conversation_id(visitor)
+    conversation_id = visitor.conversation_id()
     # A socket that swallows everything: the message is sent into the void and never acked.
-    visitor.page.route_web_socket("**/dev?token=*", lambda ws: None)
+    visitor.page.route_web_socket(sockets_of(stack), lambda ws: None)
     visitor.page.reload()
     visitor.widget.locator("button.launcher").click()
     visitor.say("typed before the reload")
@@ -90,7 +81,7 @@ def test_unsent_messages_survive_a_reload(browser, stack):
     widget.locator("button.launcher").click()
     expect(widget.locator('.msg.mine[data-state="sent"] .bubble')).to_have_text(["typed before the reload"],
                                                                                timeout=20000)
-    assert _stored_texts(stack, conversation_id) == ["typed before the reload"]
+    assert stored_texts(stack, conversation_id) == ["typed before the reload"]
     visitor.context.close()
 
 
@@ -98,7 +89,7 @@ def test_visitor_uploads_an_image_and_the_agent_sees_it(browser, stack, shots, t
     agent = Agent(browser, stack)
     visitor = Visitor(browser, stack, name="Iris")
     picture = tmp_path / "teapot-crack.png"
-    picture.write_bytes(_png())
+    picture.write_bytes(png())
     visitor.widget.locator("input[type=file]").set_input_files(str(picture))
     agent.open_conversation("Iris")
     image = agent.page.locator("#messages .msg.visitor img")
@@ -126,9 +117,36 @@ def test_script_sent_as_text_is_shown_as_text(browser, stack):
     agent.context.close()
 
 
-def test_widget_speaks_chinese_for_chinese_browsers(browser, stack):
+def test_every_state_of_the_widget_speaks_the_visitors_language(browser, stack):
     visitor = Visitor(browser, stack, name="Li", locale="zh-CN")
-    expect(visitor.widget.locator("textarea")).to_have_attribute("placeholder", "输入消息…")
+    widget = visitor.widget
+
+    def chrome():
+        """Every word the widget itself shows (message bodies aside)."""
+        return widget.evaluate("""host => [...host.shadowRoot.querySelectorAll(
+            '.notice, .status, .meta, .typing, button, textarea, h2, [aria-label]')].map(e =>
+            [e.matches('.meta, .notice, .status, .typing, h2') ? e.textContent : '',
+             e.getAttribute('aria-label') || '', e.getAttribute('placeholder') || ''].join(' ')).join(' ')""")
+
+    expect(widget.locator("textarea")).to_have_attribute("placeholder", "输入消息…")
+    expect(widget.locator(".notice")).to_have_text("当前没有客服在线，请留言，我们会尽快回复。")
+    assert not re.search("[A-Za-z]", chrome())
+    visitor.page.evaluate("Kefu('send', 'x'.repeat(4001))")  # the server refuses it: text_too_long
+    expect(widget.locator(".msg.failed .meta")).to_contain_text("发送失败：消息太长")
+    expect(widget.locator(".msg.failed .meta button")).to_have_text("重试")
+    visitor.context.set_offline(True)
+    visitor.say("你好")
+    expect(widget.locator(".notice")).to_have_text("网络已断开，恢复后会自动发送消息。")
+    expect(widget.locator('.msg[data-state="sending"] .meta')).to_contain_text("发送中")
+    assert not re.search("[A-Za-z]", chrome())
+    visitor.context.set_offline(False)
+    expect(widget.locator('.msg[data-state="sent"] .meta')).to_contain_text("已发送", timeout=15000)
+    colleague = ChatClient(stack.ws_url(stack.agent()["token"]))
+    colleague.request({"action": "close", "conversation_id": visitor.conversation_id()})
+    colleague.close()
+    expect(widget.locator(".notice")).to_have_text("本次会话已结束，发送消息即可继续咨询。")
+    assert not re.search("[A-Za-z]", chrome())
+    assert visitor.errors == []
     visitor.context.close()
 
 

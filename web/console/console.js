@@ -5,18 +5,27 @@
   var config = window.KEFU_CONSOLE_CONFIG || {};
   var apiUrl = (config.apiUrl || location.origin + '/api').replace(/\/$/, '');
   var PAGE = 30;
+  var OUTBOX_KEY = 'kefu-console:outbox';
+  var RETRY = ['send_in_progress', 'rate_limited', 'internal_error', 'connection_unknown'];
 
   var state = {
     session: null,          // agent session (token, agent_id, websocket_url, upload)
-    ws: null, attempt: 0, pending: {},
-    conversations: {},      // id -> conversation view
-    messages: {},           // id -> {seq -> message}
-    oldestLoaded: {},       // id -> lowest seq loaded
-    outbox: [],             // {client_msg_id, conversation_id, text, attachment}
+    ws: null, attempt: 0, refusals: 0, pending: {}, ready: false,
+    conversations: {},      // id -> conversation
+    views: {},              // id -> the messages loaded: {msgs, held, lo, synced}
+    pages: {},              // id -> the visitor's recent pages (the `pages` action)
+    outbox: load(OUTBOX_KEY) || [],  // {client_msg_id, conversation_id, text, attachment, failed}
+    urls: {}, previews: {},
     selected: null, tab: 'mine', agentsOnline: [], missed: 0
   };
+  // Kept in memory only (never stored), to renew the session before it expires; after a reload the
+  // console asks for the password again when the token runs out.
+  var credentials = null;
 
   var $ = function (id) { return document.getElementById(id); };
+
+  function load(key) { try { return JSON.parse(sessionStorage.getItem(key)); } catch (e) { return null; } }
+  function saveOutbox() { try { sessionStorage.setItem(OUTBOX_KEY, JSON.stringify(state.outbox)); } catch (e) {} }
 
   function el(tag, attrs, children) {
     var node = document.createElement(tag);
@@ -41,18 +50,39 @@
     return (bytes / 1048576).toFixed(1) + ' MB';
   }
 
-  function api(method, path, body) {
+  // http(s) links in message text become links; the rest stays text (never parsed as HTML).
+  function linkify(parent, text) {
+    var re = /\bhttps?:\/\/[!#-&(-;=?-~]+/gi, last = 0, m;
+    while ((m = re.exec(text))) {
+      var url = m[0].replace(/[.,;:!?)\]}]+$/, '');
+      parent.appendChild(document.createTextNode(text.slice(last, m.index)));
+      parent.appendChild(el('a', { href: url, target: '_blank', rel: 'noopener noreferrer', text: url }));
+      re.lastIndex = last = m.index + url.length;
+    }
+    parent.appendChild(document.createTextNode(text.slice(last)));
+  }
+
+  function api(method, path, body, retried) {
     var headers = { 'Content-Type': 'application/json' };
     if (state.session) headers.Authorization = 'Bearer ' + state.session.token;
     return fetch(apiUrl + path, { method: method, headers: headers, body: body ? JSON.stringify(body) : undefined })
-      .then(function (r) { return r.json().then(function (j) { if (!r.ok) { var e = new Error(j.message); e.code = j.code; throw e; } return j; }); });
+      .then(function (r) {
+        return r.json().catch(function () { return {}; }).then(function (j) {
+          if (r.ok) return j;
+          if (!retried && state.session && (j.code === 'token_expired' || j.code === 'token_invalid')) {
+            return renew().then(function () { return api(method, path, body, true); });
+          }
+          var e = new Error(j.message || ('HTTP ' + r.status)); e.code = j.code; throw e;
+        });
+      });
   }
 
-  // ---- login --------------------------------------------------------------------------------
+  // ---- login and session renewal -------------------------------------------------------------
 
-  function showLogin() {
+  function showLogin(message) {
     $('app').hidden = true;
     $('login').hidden = false;
+    $('login-error').textContent = message || '';
     var form = $('login-form');
     var params = new URLSearchParams(location.search);
     form.site_id.value = params.get('site') || localStorage.getItem('kefu-console:site') || '';
@@ -62,23 +92,37 @@
     }
   }
 
+  function login(fields) {
+    return api('POST', '/v1/agent/session', fields).then(function (session) {
+      credentials = fields;
+      return session;
+    });
+  }
+
   $('login-form').addEventListener('submit', function (e) {
     e.preventDefault();
     var form = e.target;
     $('login-error').textContent = '';
-    api('POST', '/v1/agent/session', { site_id: form.site_id.value.trim(), email: form.email.value.trim(), password: form.password.value })
+    login({ site_id: form.site_id.value.trim(), email: form.email.value.trim(), password: form.password.value })
       .then(function (session) {
+        var previous = state.session;
         localStorage.setItem('kefu-console:site', session.site_id);
         sessionStorage.setItem('kefu-console:session', JSON.stringify(session));
+        // logging in again as someone else: nothing of the previous agent's view may stay
+        if (previous && (previous.agent_id !== session.agent_id || previous.site_id !== session.site_id)) {
+          sessionStorage.removeItem(OUTBOX_KEY);
+          location.reload();
+          return;
+        }
         start(session);
       }, function (err) { $('login-error').textContent = err.message || 'Login failed'; });
   });
 
   $('logout').addEventListener('click', function () {
     sessionStorage.removeItem('kefu-console:session');
-    state.session = null;
-    if (state.ws) state.ws.close();
-    showLogin();
+    sessionStorage.removeItem(OUTBOX_KEY);
+    credentials = null;
+    location.reload();
   });
 
   function start(session) {
@@ -87,64 +131,173 @@
     $('login').hidden = true;
     $('app').hidden = false;
     $('me-name').textContent = session.name;
+    scheduleRenewal();
     connect();
+  }
+
+  function lifetime(token) {
+    try {
+      var claims = JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
+      return (claims.exp - claims.iat) * 1000;
+    } catch (e) { return 0; }
+  }
+
+  // At 80% of the token's life (measured on this clock), a new one.
+  function scheduleRenewal() {
+    var s = state.session;
+    if (!s.renewAt) {
+      s.renewAt = Date.now() + Math.max(1000, 0.8 * (lifetime(s.token) || (s.expires_at * 1000 - Date.now())));
+      sessionStorage.setItem('kefu-console:session', JSON.stringify(s));
+    }
+    clearTimeout(state.renewTimer);
+    state.renewTimer = setTimeout(function () { renew().catch(function () {}); }, Math.max(0, s.renewAt - Date.now()));
+  }
+
+  function renew() {
+    if (state.renewing) return state.renewing;
+    if (!credentials) {
+      // (the page was reloaded): the token serves until it expires, then the agent logs in again
+      var left = state.session.expires_at * 1000 - Date.now();
+      clearTimeout(state.renewTimer);
+      if (left > 5000) {
+        state.renewTimer = setTimeout(function () { renew().catch(function () {}); }, left - 5000);
+        return Promise.resolve(state.session);
+      }
+      showLogin('Your session has expired: log in again to continue.');
+      return Promise.reject(new Error('session expired'));
+    }
+    state.renewing = login(credentials).then(function (session) {
+      state.renewing = null;
+      state.session = session;
+      sessionStorage.setItem('kefu-console:session', JSON.stringify(session));
+      scheduleRenewal();
+      return session;
+    }, function (err) {
+      state.renewing = null;
+      if (err.code === 'invalid_credentials') { credentials = null; showLogin('Your password has changed: log in again.'); }
+      else setTimeout(function () { renew().catch(function () {}); }, 15000);
+      throw err;
+    });
+    return state.renewing;
   }
 
   // ---- socket -------------------------------------------------------------------------------
 
   function connect() {
-    if (state.ws || !state.session) return;
-    if (state.session.expires_at * 1000 < Date.now()) { showLogin(); return; }
+    if (state.ws || !state.session || !navigator.onLine) return;
+    var s = state.session, now = Date.now();
+    if (s.renewAt < now && (credentials || s.expires_at * 1000 < now)) {
+      renew().then(connect, function () {});
+      return;
+    }
     var ws = new WebSocket(config.websocketUrl + '?token=' + encodeURIComponent(state.session.token));
+    var opened = false;
     state.ws = ws;
-    setConnection(false);
+    setConnection('connecting');
     ws.onopen = function () {
-      state.attempt = 0;
-      setConnection(true);
-      refreshState().then(function () {
-        if (state.selected) catchUp(state.selected);
-        flushOutbox();
-      });
+      opened = true;
+      state.lastHeard = Date.now();
       clearInterval(state.heartbeat);
-      state.heartbeat = setInterval(function () { request({ action: 'ping' }).catch(function () {}); }, 25000);
+      state.heartbeat = setInterval(function () {
+        if (Date.now() - state.lastHeard > 40000) { drop(); connect(); return; }  // a dead link
+        request({ action: 'ping' }).catch(function () {});
+      }, 25000);
+      refresh().then(function () {
+        return Promise.all(Object.keys(state.views).map(catchUp));
+      }).then(function () {
+        state.attempt = 0;
+        state.ready = true;
+        setConnection('online');
+        flushOutbox();
+      }, function () { if (state.ws === ws) { drop(); retryLater(); } });
     };
-    ws.onmessage = function (event) { handle(JSON.parse(event.data)); };
+    ws.onmessage = function (event) {
+      state.lastHeard = Date.now();
+      if (state.ws === ws) handle(JSON.parse(event.data));
+    };
     ws.onclose = function () {
       if (state.ws !== ws) return;
-      state.ws = null;
-      clearInterval(state.heartbeat);
-      Object.keys(state.pending).forEach(function (req) { state.pending[req].reject(new Error('offline')); });
-      state.pending = {};
-      setConnection(false);
-      var delay = Math.min(30000, 500 * Math.pow(2, state.attempt++)) * (0.5 + Math.random() / 2);
-      setTimeout(connect, delay);
+      drop();
+      if (!opened && ++state.refusals >= 2) { state.refusals = 0; checkToken(); } else retryLater();
     };
+  }
+
+  // Refused at the handshake twice (a browser does not say why): is it the token?
+  function checkToken() {
+    api('GET', '/v1/conversations?limit=1').then(retryLater, function (err) {
+      if (['token_expired', 'token_invalid', 'token_revoked', 'agent_disabled'].indexOf(err.code) < 0) retryLater();
+      else if (credentials) renew().then(connect, function () {});
+      else showLogin('Your session has ended: log in again to continue.');
+    });
+  }
+
+  function drop() {
+    var ws = state.ws, pending = state.pending;
+    state.ws = null;
+    state.ready = false;
+    state.pending = {};
+    clearInterval(state.heartbeat);
+    Object.keys(pending).forEach(function (req) { pending[req].reject(new Error('offline')); });
+    if (ws) { ws.onclose = null; try { ws.close(); } catch (e) {} }
+    setConnection(navigator.onLine ? 'connecting' : 'offline');
+  }
+
+  function retryLater() {
+    clearTimeout(state.retryTimer);
+    var delay = Math.min(30000, 500 * Math.pow(2, state.attempt++)) * (0.5 + Math.random() / 2);
+    state.retryTimer = setTimeout(connect, delay);
   }
 
   window.addEventListener('online', function () { state.attempt = 0; connect(); });
+  window.addEventListener('offline', drop);
 
-  function setConnection(online) {
-    $('connection').textContent = online ? 'online' : 'offline';
-    $('connection').className = 'pill' + (online ? ' online' : '');
+  function setConnection(status) {
+    $('connection').textContent = status === 'connecting' ? 'connecting…' : status;
+    $('connection').className = 'pill' + (status === 'online' ? ' online' : '');
   }
 
   function request(frame, timeout) {
+    var ws = state.ws;
     return new Promise(function (resolve, reject) {
-      if (!state.ws || state.ws.readyState !== 1) { reject(new Error('offline')); return; }
+      if (!ws || ws.readyState !== 1) { reject(new Error('offline')); return; }
       frame.req = newId('r');
-      var timer = setTimeout(function () { delete state.pending[frame.req]; reject(new Error('timeout')); }, timeout || 10000);
+      var timer = setTimeout(function () {
+        delete state.pending[frame.req];
+        reject(new Error('timeout'));
+        if (state.ws === ws) { drop(); retryLater(); }  // no answer in this long: the link is dead
+      }, timeout || 15000);
       state.pending[frame.req] = {
         resolve: function (v) { clearTimeout(timer); resolve(v); },
         reject: function (e) { clearTimeout(timer); reject(e); }
       };
-      state.ws.send(JSON.stringify(frame));
+      ws.send(JSON.stringify(frame));
     });
   }
 
-  function refreshState() {
+  // Every open conversation, page by page. One we had as open that no page lists any more was
+  // closed while we were away (its `closed` event went to a socket that was gone).
+  function refresh() {
+    var generation = state.generation = (state.generation || 0) + 1;
+    function take(list) {
+      list.forEach(function (c) { c.seen = generation; state.conversations[c.conversation_id] = c; });
+    }
+    function more(cursor) {
+      if (!cursor) return null;
+      return request({ action: 'list', cursor: cursor }).then(function (page) {
+        take(page.conversations);
+        return more(page.next_cursor);
+      });
+    }
     return request({ action: 'state' }).then(function (s) {
       state.agentsOnline = s.agents_online;
-      s.conversations.forEach(function (c) { state.conversations[c.conversation_id] = c; });
+      take(s.conversations);
+      return more(s.next_cursor);
+    }).then(function () {
+      Object.keys(state.conversations).forEach(function (id) {
+        var c = state.conversations[id];
+        if (c.seen !== generation && c.status !== 'closed') c.status = 'closed';
+        if (c.status === 'closed' && id !== state.selected) delete state.views[id];
+      });
       renderList();
       renderConversation();
     });
@@ -152,28 +305,29 @@
 
   function handle(frame) {
     var waiting = frame.req && state.pending[frame.req];
+    if (frame.code === 'connection_unknown') { drop(); retryLater(); }
     if (waiting) {
       delete state.pending[frame.req];
       if (frame.type === 'error') waiting.reject(frame); else waiting.resolve(frame);
+      if (frame.type !== 'conversation') return;
     }
     switch (frame.type) {
-      case 'ack': acked(frame); break;
       case 'message': received(frame, true); break;
       case 'conversation': upsert(frame.conversation); break;
       case 'presence':
         if (frame.role === 'visitor' && state.conversations[frame.conversation_id]) {
           state.conversations[frame.conversation_id].visitor_online = frame.status === 'online';
           renderList(); renderConversation();
-        } else if (frame.role === 'agent' && !waiting) {
-          refreshState().catch(function () {});
+        } else if (frame.role === 'agent') {
+          request({ action: 'state' }).then(function (s) { state.agentsOnline = s.agents_online; renderConversation(); }, function () {});
         }
         break;
       case 'page_view':
         var c = state.conversations[frame.conversation_id];
         if (c) {
           c.current_page = frame.page;
-          c.pages = (c.pages || []).concat([frame.page]).slice(-20);
           c.page_count = (c.page_count || 0) + 1;
+          if (state.pages[frame.conversation_id]) state.pages[frame.conversation_id].push(frame.page);
           renderList(); renderDetails();
         }
         break;
@@ -190,32 +344,115 @@
 
   function upsert(conversation) {
     var known = state.conversations[conversation.conversation_id];
+    conversation.seen = state.generation;
     state.conversations[conversation.conversation_id] = Object.assign({}, known || {}, conversation);
     renderList();
     if (conversation.conversation_id === state.selected) renderConversation();
   }
 
-  // ---- messages -----------------------------------------------------------------------------
+  // ---- messages: the catch-up rule per conversation (docs/protocol.md) ------------------------
 
-  function store(m) {
-    var list = state.messages[m.conversation_id] = state.messages[m.conversation_id] || {};
-    if (list[m.seq]) return false;
-    list[m.seq] = m;
-    var lowest = state.oldestLoaded[m.conversation_id];
-    if (lowest === undefined || m.seq < lowest) state.oldestLoaded[m.conversation_id] = m.seq;
-    return true;
+  // A view holds every seq from `lo` up to `synced` (messages, or gaps the server listed), and
+  // whatever arrived beyond; below `lo` the agent can load earlier messages.
+  function view(id) {
+    return state.views[id] || (state.views[id] = { msgs: {}, held: {}, lo: 0, synced: 0, holeDelay: 0 });
+  }
+
+  function maxSeq(v) { return Math.max.apply(null, [v.synced].concat(Object.keys(v.held).map(Number))); }
+
+  function ingest(id, page) {
+    var v = state.views[id];
+    if (!v) return;
+    page.messages.forEach(function (m) { if (!v.msgs[m.seq]) v.msgs[m.seq] = v.held[m.seq] = m; forget(m); });
+    (page.gaps || []).forEach(function (seq) { v.held[seq] = true; });
+    advance(id);
+  }
+
+  function advance(id) {
+    var v = state.views[id];
+    while (v.held[v.synced + 1]) v.synced++;
+    if (id === state.selected) renderMessages();
+  }
+
+  function catchUp(id) {
+    var v = state.views[id];
+    if (!v) return Promise.resolve();
+    if (v.syncing) { v.again = true; return v.syncing; }
+    function step(after) {
+      return request({ action: 'sync', conversation_id: id, after_seq: after }).then(function (page) {
+        ingest(id, page);
+        if (page.has_more && page.next_after_seq > after) return step(page.next_after_seq);
+      });
+    }
+    v.syncing = step(v.synced).then(function () {
+      v.syncing = null;
+      checkHoles(id);
+      if (v.again) { v.again = false; return catchUp(id); }
+    }, function (err) { v.syncing = null; v.again = false; throw err; });
+    return v.syncing;
+  }
+
+  // A seq below the newest held that is still missing is in flight or about to be listed as a
+  // gap: ask again later (less and less often); it is shown as missing meanwhile, never skipped.
+  function checkHoles(id) {
+    var v = state.views[id];
+    if (!v || v.synced >= maxSeq(v)) { if (v) v.holeDelay = 0; return; }
+    if (v.holeTimer) return;
+    v.holeDelay = Math.min(60000, (v.holeDelay || 1000) * 2);
+    v.holeTimer = setTimeout(function () {
+      v.holeTimer = null;
+      if (state.ready && state.views[id] === v) catchUp(id).catch(function () {});
+    }, v.holeDelay);
+  }
+
+  // The first time a conversation is shown: its newest page (then "load earlier" for the rest).
+  function openView(id) {
+    var c = state.conversations[id] || {};
+    var v = state.views[id];
+    if (!v) {
+      v = view(id);
+      v.synced = Math.max(0, (c.last_seq || 0) - PAGE);
+      v.lo = v.synced + 1;
+    }
+    return catchUp(id);
+  }
+
+  function loadEarlier(id) {
+    var v = state.views[id];
+    if (!v || v.lo <= 1 || v.loadingEarlier) return;
+    var end = v.lo - 1, from = Math.max(0, end - PAGE);
+    var box = $('messages'), before = box.scrollHeight;
+    function step(after) {
+      return request({ action: 'sync', conversation_id: id, after_seq: after, limit: Math.min(50, end - after) }).then(function (page) {
+        page.messages.forEach(function (m) { if (!v.msgs[m.seq]) v.msgs[m.seq] = v.held[m.seq] = m; });
+        (page.gaps || []).forEach(function (seq) { v.held[seq] = true; });
+        if (page.next_after_seq > after && page.next_after_seq < end) return step(page.next_after_seq);
+      });
+    }
+    v.loadingEarlier = true;
+    step(from).then(function () {
+      v.lo = from + 1;
+      renderMessages(true);
+      box.scrollTop = box.scrollHeight - before;
+    }).catch(function () {}).then(function () { v.loadingEarlier = false; renderMessages(true); });
   }
 
   function received(m, live) {
     var c = state.conversations[m.conversation_id];
-    if (!store(m) && !live) return;
-    state.outbox = state.outbox.filter(function (o) { return o.client_msg_id !== m.client_msg_id; });
+    var v = state.views[m.conversation_id];
+    if (v) {
+      if (v.msgs[m.seq]) return;
+      v.msgs[m.seq] = v.held[m.seq] = m;
+      advance(m.conversation_id);
+      checkHoles(m.conversation_id);
+    }
+    forget(m);
     if (c) {
       c.last_seq = Math.max(c.last_seq || 0, m.seq);
       c.last_text = m.text || (m.attachment && m.attachment.name) || c.last_text;
+      c.updated_at = Math.max(c.updated_at || 0, m.created_at || 0);
     }
     if (m.conversation_id === state.selected) {
-      renderMessages();
       if (m.sender.role === 'visitor') showTyping(false);
       markRead();
     }
@@ -223,55 +460,31 @@
     renderList();
   }
 
-  function acked(ack) {
-    var item = state.outbox.filter(function (o) { return o.client_msg_id === ack.client_msg_id; })[0];
-    if (item) {
-      store({ conversation_id: ack.conversation_id, seq: ack.seq, id: ack.id, client_msg_id: ack.client_msg_id,
-        sender: { role: 'agent', id: state.session.agent_id }, text: item.text, attachment: item.attachment, created_at: ack.created_at });
-      state.outbox = state.outbox.filter(function (o) { return o !== item; });
-      var c = state.conversations[ack.conversation_id];
-      if (c) { c.last_seq = Math.max(c.last_seq || 0, ack.seq); c.agent_read_seq = Math.max(c.agent_read_seq || 0, ack.seq); }
-      renderMessages(); renderList();
+  // Our own message came back (in a sync, or from another tab of ours): it is no longer unsent.
+  function forget(m) {
+    var before = state.outbox.length;
+    state.outbox = state.outbox.filter(function (o) { return o.client_msg_id !== m.client_msg_id; });
+    if (state.outbox.length !== before) saveOutbox();
+  }
+
+  function acked(ack, item) {
+    var v = state.views[ack.conversation_id];
+    if (v && !v.msgs[ack.seq]) {
+      v.msgs[ack.seq] = v.held[ack.seq] = { conversation_id: ack.conversation_id, seq: ack.seq, id: ack.id,
+        client_msg_id: ack.client_msg_id, sender: { role: 'agent', id: state.session.agent_id },
+        text: item.text, attachment: item.attachment, created_at: ack.created_at };
+      advance(ack.conversation_id);
     }
-  }
-
-  // Newest page first; older pages as the agent scrolls up (sync reads forward from a seq).
-  function loadLatest(id) {
-    var c = state.conversations[id];
-    var after = Math.max(0, (c.last_seq || 0) - PAGE);
-    return syncFrom(id, after, PAGE);
-  }
-
-  function loadOlder(id) {
-    var oldest = state.oldestLoaded[id];
-    if (!oldest || oldest <= 1 || state.loadingOlder) return;
-    state.loadingOlder = true;
-    var after = Math.max(0, oldest - 1 - PAGE);
-    var box = $('messages'), before = box.scrollHeight;
-    request({ action: 'sync', conversation_id: id, after_seq: after, limit: oldest - 1 - after }).then(function (page) {
-      page.messages.forEach(store);
-      renderMessages(true);
-      box.scrollTop = box.scrollHeight - before;
-    }).catch(function () {}).then(function () { state.loadingOlder = false; });
-  }
-
-  function syncFrom(id, after, limit) {
-    return request({ action: 'sync', conversation_id: id, after_seq: after, limit: limit || PAGE }).then(function (page) {
-      page.messages.forEach(store);
-      if (id === state.selected) renderMessages();
-      if (page.has_more) return syncFrom(id, page.messages[page.messages.length - 1].seq);
-    });
-  }
-
-  // After a reconnect: everything after the newest message we hold.
-  function catchUp(id) {
-    var seqs = Object.keys(state.messages[id] || {}).map(Number);
-    return seqs.length ? syncFrom(id, Math.max.apply(null, seqs)) : loadLatest(id);
+    state.outbox = state.outbox.filter(function (o) { return o !== item; });
+    saveOutbox();
+    var c = state.conversations[ack.conversation_id];
+    if (c) { c.last_seq = Math.max(c.last_seq || 0, ack.seq); c.agent_read_seq = Math.max(c.agent_read_seq || 0, ack.seq); }
+    renderMessages(); renderList();
   }
 
   function markRead() {
     var c = state.conversations[state.selected];
-    if (!c || document.hidden || !c.last_seq || c.last_seq <= (c.agent_read_seq || 0)) return;
+    if (!c || document.hidden || !state.ready || !c.last_seq || c.last_seq <= (c.agent_read_seq || 0)) return;
     c.agent_read_seq = c.last_seq;
     request({ action: 'read', conversation_id: c.conversation_id, seq: c.last_seq }).catch(function () {});
     renderList();
@@ -281,12 +494,13 @@
     var text = $('text').value.trim();
     if (!text || !state.selected) return;
     $('text').value = '';
-    enqueue({ text: text });
+    enqueue(state.selected, { text: text });
   }
 
-  function enqueue(content) {
-    state.outbox.push({ client_msg_id: newId('a'), conversation_id: state.selected, text: content.text || null,
+  function enqueue(conversationId, content) {
+    state.outbox.push({ client_msg_id: newId('a'), conversation_id: conversationId, text: content.text || null,
       attachment: content.attachment || null });
+    saveOutbox();
     renderMessages();
     flushOutbox();
   }
@@ -294,22 +508,46 @@
   // One send in flight at a time, oldest first, so replies are stored in the order typed.
   function flushOutbox() {
     var item = state.outbox.filter(function (o) { return !o.failed; })[0];
-    if (state.sending || !item) return;
+    if (state.sending || !item || !state.ready) return;
     state.sending = true;
     var frame = { action: 'send', conversation_id: item.conversation_id, client_msg_id: item.client_msg_id };
     if (item.text) frame.text = item.text;
     if (item.attachment) frame.attachment = item.attachment;
-    request(frame, 15000).then(function () {
+    request(frame).then(function (ack) {
       state.sending = false;
+      acked(ack, item);
       flushOutbox();
     }, function (err) {
       state.sending = false;
-      if (err.code && ['send_in_progress', 'rate_limited', 'internal_error'].indexOf(err.code) < 0) {
-        item.failed = err.message; renderMessages(); flushOutbox();
-      } else if (err.code || err.message === 'timeout') {
+      if (err.code && RETRY.indexOf(err.code) < 0) {
+        item.failed = err.code === 'conversation_closed' ? 'the conversation is closed' : (err.message || err.code);
+        saveOutbox(); renderMessages(); flushOutbox();
+      } else if (err.code) {
         setTimeout(flushOutbox, 2000);
-      }  // offline: flushed after reconnect
+      }  // no socket: flushed after the reconnect's catch-up
     });
+  }
+
+  // ---- attachments: signed URLs expire, so a fresh one when ours has --------------------------
+
+  function signedUrl(id, a) {
+    var u = state.urls[a.key];
+    if (!u && a.url) u = state.urls[a.key] = { u: a.url, e: a.url_expires_at };
+    // (a URL fetched just now is used even if this clock thinks it has expired already)
+    if (u && (u.e * 1000 > Date.now() + 2000 || Date.now() - u.f < 10000)) return u.u;
+    freshUrl(id, a.key);
+    return null;
+  }
+
+  function freshUrl(id, key) {
+    var u = state.urls[key] || {};
+    if (u.busy || Date.now() - (u.f || 0) < 10000) return;
+    u.busy = true;
+    state.urls[key] = u;
+    api('GET', '/v1/conversations/' + encodeURIComponent(id) + '/attachments/url?key=' + encodeURIComponent(key)).then(function (r) {
+      state.urls[key] = { u: r.url, e: r.expires_at, f: Date.now() };
+      renderMessages(true);
+    }, function () { u.busy = false; u.f = Date.now(); });
   }
 
   // ---- notifications ------------------------------------------------------------------------
@@ -328,7 +566,7 @@
   }
 
   document.addEventListener('visibilitychange', function () {
-    if (!document.hidden) { state.missed = 0; document.title = 'Kefu — agent console'; markRead(); }
+    if (!document.hidden) { state.missed = 0; document.title = 'Kefu — agent console'; markRead(); connect(); }
   });
 
   function showTyping(on) {
@@ -376,21 +614,29 @@
     $('conversation').hidden = false;
     renderList();
     renderConversation();
-    loadLatest(id).then(function () { renderMessages(); markRead(); }).catch(function () {});
+    openView(id).then(function () { renderMessages(); markRead(); }).catch(function () {});
+    request({ action: 'pages', conversation_id: id }).then(function (r) {
+      state.pages[id] = r.pages;
+      renderDetails();
+    }).catch(function () {});
   }
 
   function renderConversation() {
     var c = state.conversations[state.selected];
     if (!c) return;
+    var closed = c.status === 'closed', mine = c.agent_id === state.session.agent_id;
+    $('conversation').setAttribute('data-status', c.status);
     $('visitor-name').textContent = visitorLabel(c);
-    $('visitor-status').textContent = (c.visitor_online ? 'online' : 'offline') + ' · ' + c.status +
-      (c.agent_id ? (c.agent_id === state.session.agent_id ? ' to me' : ' to ' + c.agent_id) : '');
-    $('claim').hidden = c.agent_id === state.session.agent_id || c.status === 'closed';
-    $('close-conversation').hidden = c.status === 'closed';
+    $('visitor-status').textContent = (c.visitor_online ? 'online' : 'offline') + ' · ' +
+      (closed ? 'closed' : c.status + (c.agent_id ? (mine ? ' to me' : ' to ' + c.agent_id) : ''));
+    $('claim').hidden = mine || closed;
+    $('close-conversation').hidden = closed;
+    $('closed-note').hidden = !closed;
+    $('text').disabled = closed;
     var select = $('transfer-to');
     var others = state.agentsOnline.filter(function (a) { return a !== state.session.agent_id; });
     select.replaceChildren.apply(select, others.map(function (a) { return el('option', { value: a, text: a }); }));
-    select.hidden = $('transfer').hidden = others.length === 0 || c.status === 'closed';
+    select.hidden = $('transfer').hidden = others.length === 0 || closed;
     renderDetails();
     renderMessages();
   }
@@ -405,11 +651,12 @@
     Object.keys(attrs).forEach(function (k) {
       rows.push(el('dt', { text: k }), el('dd', { text: typeof attrs[k] === 'string' ? attrs[k] : JSON.stringify(attrs[k]) }));
     });
-    var pages = (c.pages || []).slice().reverse().map(function (p) { return el('li', { text: (p.title ? p.title + ' — ' : '') + p.url }); });
+    var seen = state.pages[c.conversation_id] || c.pages || [];
+    var pages = seen.slice().reverse().map(function (p) { return el('li', { text: (p.title ? p.title + ' — ' : '') + p.url }); });
     box.replaceChildren(
       el('h3', { text: 'Visitor' }), el('dl', {}, rows),
       el('h3', { text: 'Current page' }), el('p', { text: c.current_page ? c.current_page.url : '—' }),
-      el('h3', { text: 'Pages seen (' + (c.page_count || 0) + ')' }), el('ol', {}, pages)
+      el('h3', { text: 'Pages seen (' + Math.max(c.page_count || 0, seen.length) + ')' }), el('ol', { id: 'pages' }, pages)
     );
   }
 
@@ -417,36 +664,57 @@
     var id = state.selected;
     if (!id) return;
     var c = state.conversations[id] || {};
-    var list = state.messages[id] || {};
+    var v = state.views[id];
     var box = $('messages');
     var atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
     var rows = [];
-    if ((state.oldestLoaded[id] || 1) > 1) rows.push(el('div', { class: 'loading-older', text: 'Scroll up for older messages' }));
-    Object.keys(list).map(Number).sort(function (a, b) { return a - b; }).forEach(function (seq) {
-      rows.push(row(list[seq], c));
-    });
+    if (v && v.lo > 1) {
+      rows.push(el('button', { class: 'load-earlier', type: 'button', onclick: function () { loadEarlier(id); },
+        text: v.loadingEarlier ? 'Loading…' : 'Load earlier messages (' + (v.lo - 1) + ')' }));
+    }
+    if (v) {
+      var top = maxSeq(v), missing = 0;
+      for (var seq = v.lo || 1; seq <= top; seq++) {
+        if (v.msgs[seq]) {
+          if (missing) rows.push(el('div', { class: 'missing', text: missing + ' message' + (missing > 1 ? 's' : '') + ' still loading…' }));
+          missing = 0;
+          rows.push(row(id, v.msgs[seq], c));
+        } else if (!v.held[seq]) missing++;
+      }
+    }
     state.outbox.filter(function (o) { return o.conversation_id === id; }).forEach(function (o) {
-      rows.push(row(Object.assign({ sender: { role: 'agent' } }, o), c, o.failed ? 'not sent: ' + o.failed : 'sending'));
+      rows.push(row(id, Object.assign({ sender: { role: 'agent' } }, o), c, o));
     });
     box.replaceChildren.apply(box, rows);
     if (!keepScroll && atBottom) box.scrollTop = box.scrollHeight;
   }
 
-  function row(m, c, pendingState) {
+  function row(id, m, c, unsent) {
     var mine = m.sender.role === 'agent';
     var bubble = el('div', { class: 'bubble' });
-    if (m.text) bubble.appendChild(document.createTextNode(m.text));
+    if (m.text) linkify(bubble, m.text);
     var a = m.attachment;
     if (a) {
-      if (a.url && /^image\//.test(a.content_type)) bubble.appendChild(el('img', { src: a.url, alt: a.name }));
-      else if (a.url) bubble.appendChild(el('a', { href: a.url, target: '_blank', rel: 'noopener', text: '📄 ' + a.name + ' (' + humanSize(a.size) + ')' }));
-      else bubble.appendChild(document.createTextNode('📄 ' + a.name + ' (' + humanSize(a.size) + ')'));
+      var label = '📄 ' + a.name + ' (' + humanSize(a.size) + ')';
+      var url = state.previews[a.key] || signedUrl(id, a);
+      if (url && /^image\//.test(a.content_type)) {
+        bubble.appendChild(el('img', { src: url, alt: a.name, onerror: function () {
+          if (!state.previews[a.key] && state.urls[a.key]) { delete state.urls[a.key].e; freshUrl(id, a.key); }
+        } }));
+      } else if (url) bubble.appendChild(el('a', { href: url, target: '_blank', rel: 'noopener noreferrer', text: label }));
+      else bubble.appendChild(document.createTextNode(label));
     }
-    var status = pendingState || (mine ? ((c.visitor_read_seq || 0) >= m.seq ? 'read' : 'sent') : '');
+    var status = unsent ? (unsent.failed ? 'not sent: ' + unsent.failed : 'sending') :
+      mine ? ((c.visitor_read_seq || 0) >= m.seq ? 'read' : 'sent') : '';
     var when = m.created_at ? new Date(m.created_at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) : '';
-    return el('div', { class: 'msg ' + (mine ? 'agent' : 'visitor'), 'data-seq': m.seq || '' }, [
-      bubble, el('div', { class: 'meta', text: [when, status].filter(Boolean).join(' · ') })
-    ]);
+    var meta = el('div', { class: 'meta', text: [when, status].filter(Boolean).join(' · ') });
+    if (unsent && unsent.failed) {
+      meta.appendChild(el('button', { class: 'link', type: 'button', text: ' Retry', onclick: function () {
+        delete unsent.failed; saveOutbox(); renderMessages(); flushOutbox();
+      } }));
+    }
+    return el('div', { class: 'msg ' + (mine ? 'agent' : 'visitor') + (unsent ? ' unsent' : '') + (unsent && unsent.failed ? ' failed' : ''),
+      'data-seq': m.seq || '' }, [bubble, meta]);
   }
 
   // ---- wiring -------------------------------------------------------------------------------
@@ -464,21 +732,19 @@
   });
   $('text').addEventListener('input', function () {
     var now = Date.now();
-    if (!state.selected || !state.ws || now - (state.typingSent || 0) < 3000) return;
+    if (!state.selected || !state.ready || now - (state.typingSent || 0) < 3000) return;
     state.typingSent = now;
     state.ws.send(JSON.stringify({ action: 'typing', conversation_id: state.selected, is_typing: true }));
   });
-  $('messages').addEventListener('scroll', function () { if ($('messages').scrollTop < 40) loadOlder(state.selected); });
-  $('claim').addEventListener('click', function () {
-    request({ action: 'claim', conversation_id: state.selected }).then(function (r) { upsert(r.conversation); });
-  });
+  $('messages').addEventListener('scroll', function () { if ($('messages').scrollTop < 40) loadEarlier(state.selected); });
+  function act(frame) {
+    request(frame).then(function (r) { upsert(r.conversation); }, function (err) { alert(err.message || 'Not connected'); });
+  }
+  $('claim').addEventListener('click', function () { act({ action: 'claim', conversation_id: state.selected }); });
   $('transfer').addEventListener('click', function () {
-    request({ action: 'transfer', conversation_id: state.selected, agent_id: $('transfer-to').value })
-      .then(function (r) { upsert(r.conversation); }, function (err) { alert(err.message); });
+    act({ action: 'transfer', conversation_id: state.selected, agent_id: $('transfer-to').value });
   });
-  $('close-conversation').addEventListener('click', function () {
-    request({ action: 'close', conversation_id: state.selected }).then(function (r) { upsert(r.conversation); });
-  });
+  $('close-conversation').addEventListener('click', function () { act({ action: 'close', conversation_id: state.selected }); });
   $('attach').addEventListener('click', function () { $('file').click(); });
   $('file').addEventListener('change', function () {
     var file = $('file').files[0];
@@ -494,12 +760,12 @@
         form.append('file', file);
         return fetch(grant.url, { method: 'POST', body: form }).then(function (r) {
           if (!r.ok) throw new Error('The upload failed.');
-          state.selected = conversation;
-          enqueue({ attachment: { key: grant.key, name: file.name, size: file.size, content_type: file.type } });
+          if (/^image\//.test(file.type)) state.previews[grant.key] = URL.createObjectURL(file);
+          enqueue(conversation, { attachment: { key: grant.key, name: file.name, size: file.size, content_type: file.type } });
         });
       }).catch(function (err) { alert(err.message); });
   });
 
-  var saved = sessionStorage.getItem('kefu-console:session');
-  if (saved) start(JSON.parse(saved)); else showLogin();
+  var saved = load('kefu-console:session');
+  if (saved) start(saved); else showLogin();
 })();
