@@ -256,15 +256,18 @@ def test_connection_unknown_makes_the_widget_reconnect(browser, stack):
     visitor.page.reload()
     visitor.widget.locator("button.launcher").click()
     visitor.wait_online()
-    assert len(sockets) == 1
+    # (on a loaded machine a handshake that hangs past 10 s is given up and retried: the live
+    # socket is the newest one)
+    opened = len(sockets)
+    assert opened >= 1
     # The server forgot this socket (swept, or a 410 while it was opening): it answers so, then closes it.
-    sockets[0].send(json.dumps({"type": "error", "code": "connection_unknown",
-                                "message": "this connection is not registered; reconnect"}))
+    sockets[-1].send(json.dumps({"type": "error", "code": "connection_unknown",
+                                 "message": "this connection is not registered; reconnect"}))
     for _ in range(100):
-        if len(sockets) == 2:
+        if len(sockets) > opened:
             break
         visitor.page.wait_for_timeout(100)  # Playwright runs the route handler meanwhile
-    assert len(sockets) == 2, "the widget did not open a new socket"
+    assert len(sockets) > opened, "the widget did not open a new socket"
     expect(visitor.widget).to_have_attribute("data-connection", "online", timeout=10000)
     visitor.say("after the reconnect")
     agent.open_conversation("Uma")
