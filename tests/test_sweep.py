@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from bench.metering import counting
 from chalicelib import clock, connections, conversations, sweep
 from chalicelib.config import settings
-from chalicelib.models import Connection, Conversation, Site, as_dict
+from chalicelib.models import Connection, Conversation, as_dict
 
 
 def _setup(harness):
