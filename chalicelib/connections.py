@@ -17,7 +17,7 @@ from pynamodb.expressions.condition import size
 from chalicelib import clock, delivery
 from chalicelib.config import settings
 from chalicelib.errors import is_condition_failure, rate_limited
-from chalicelib.models import MAX_VISITOR_CONNECTIONS, Connection, Conversation, Site, as_dict
+from chalicelib.models import MAX_VISITOR_CONNECTIONS, OPEN_STATUSES, Connection, Conversation, Site, as_dict
 from chalicelib.tokens import Identity
 
 log = logging.getLogger("kefu.connections")
@@ -120,7 +120,7 @@ def register(connection_id: str, identity: Identity, site: Site) -> None:
                 raise
             raise rate_limited("too_many_connections",
                                f"a visitor may have at most {MAX_VISITOR_CONNECTIONS} open connections")
-        if len(as_dict(conversation.visitor_conns)) == 1 and conversation.status in ("queued", "assigned"):
+        if len(as_dict(conversation.visitor_conns)) == 1 and conversation.status in OPEN_STATUSES:
             push(agent_connections(site), presence_frame(identity, "online"))
 
 
@@ -194,7 +194,7 @@ def drop(connection_id: str, identity: Optional[Identity] = None,
             )
         except UpdateError:
             return dropped
-        if not as_dict(conversation.visitor_conns) and conversation.status in ("queued", "assigned"):
+        if not as_dict(conversation.visitor_conns) and conversation.status in OPEN_STATUSES:
             try:
                 site = Site.get(identity.site_id)
             except DoesNotExist:

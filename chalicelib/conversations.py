@@ -17,10 +17,9 @@ from pynamodb.transactions import TransactWrite
 from chalicelib import clock, connections, ids, paging
 from chalicelib.config import settings
 from chalicelib.errors import KefuError, bad_request, conflict, forbidden, is_condition_failure, not_found
-from chalicelib.models import Conversation, Site, Visitor, as_dict
+from chalicelib.models import OPEN_STATUSES, Conversation, Site, Visitor, as_dict
 from chalicelib.tokens import Identity
 
-OPEN_STATUSES = ("queued", "assigned")
 LIST_LIMIT = 50
 MAX_LIST_LIMIT = 100
 PAGES_IN_VIEW = 10
@@ -187,8 +186,11 @@ def open_entries(site_id: str) -> List[Conversation]:
     return list(Conversation.site_open_index.query(site_id))
 
 
-def agent_loads(site_id: str) -> Counter:
-    return Counter(c.agent_id for c in open_entries(site_id) if c.status == "assigned" and c.agent_id)
+def agent_loads(site_id: str, entries: Optional[List[Conversation]] = None) -> Counter:
+    """Open conversations per agent, from the open index (or from ``entries`` already read from it)."""
+    if entries is None:
+        entries = open_entries(site_id)
+    return Counter(c.agent_id for c in entries if c.status == "assigned" and c.agent_id)
 
 
 def least_loaded_agent(site: Site, exclude: Optional[str] = None, prefer: Optional[str] = None,
@@ -243,16 +245,15 @@ def assign_if_possible(site: Site, conversation: Conversation, exclude_agent: Op
 
 def assign_queued(site: Site, connecting: Optional[str] = None) -> int:
     """Hand every queued conversation to online agents, oldest first (an agent just came online)."""
-    online = connections.online_agents(site)
-    if not online:
+    if not connections.online_agents(site):
         return 0
     entries = open_entries(site.site_id)
-    loads = Counter(c.agent_id for c in entries if c.status == "assigned" and c.agent_id)
+    loads = agent_loads(site.site_id, entries)
     assigned = 0
     for entry in entries:
         if entry.status != "queued":
             continue
-        agent_id = min(online, key=lambda a: (loads[a], a))
+        agent_id = least_loaded_agent(site, loads=loads)
         try:
             _assign(entry, agent_id, expect_status="queued", expect_agent=None)
         except KefuError:

@@ -48,6 +48,11 @@ def rate_limited(code: str, message: str) -> KefuError:
     return KefuError(code, message, 429)
 
 
+def connection_unknown() -> KefuError:
+    """The server does not know this socket: the client reconnects (docs/protocol.md)."""
+    return KefuError("connection_unknown", "this connection is not registered; reconnect", 410)
+
+
 def is_condition_failure(exc: Exception) -> bool:
     """A pynamodb write error caused by its ConditionExpression (not a fault)."""
     return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"

@@ -213,7 +213,7 @@ def _refusal(identity: Identity, conversation_id: str) -> Any:
         if current.visitor_id != identity.subject:
             return forbidden("not_in_conversation", "you are not in that conversation")
         cfg = settings()
-        if current.send_window == int(clock.now() // cfg.rate_window) and (current.send_count or 0) >= cfg.rate_limit:
+        if current.send_window == _rate_window() and (current.send_count or 0) >= cfg.rate_limit:
             return rate_limited("rate_limited", f"at most {cfg.rate_limit} messages per {cfg.rate_window} s")
     return None
 
@@ -223,13 +223,17 @@ def _refusal(identity: Identity, conversation_id: str) -> Any:
 _last_window: "OrderedDict[str, int]" = OrderedDict()
 
 
+def _rate_window() -> int:
+    return int(clock.now() // settings().rate_window)
+
+
 def _rate_attempts(identity: Identity, conversation_id: str) -> List[Tuple[List[Any], Any]]:
     """The visitor's send limit, riding on the seq update: a count per fixed window on the
     conversation item, so it holds across all their sockets, REST and function instances."""
     if identity.is_agent:
         return [([], Conversation.conversation_id.exists())]
     cfg = settings()
-    window = int(clock.now() // cfg.rate_window)
+    window = _rate_window()
     same_window = ([Conversation.send_count.add(1)],
                    (Conversation.send_window == window) & (Conversation.send_count < cfg.rate_limit))
     new_window = ([Conversation.send_window.set(window), Conversation.send_count.set(1)],

@@ -151,6 +151,8 @@ class Conversation(Model):
 
 
 MAX_VISITOR_CONNECTIONS = 20
+# A conversation agents see and handle ("new": nobody wrote yet; "closed": done).
+OPEN_STATUSES = ("queued", "assigned")
 
 
 class MessageSeqIndex(LocalSecondaryIndex):

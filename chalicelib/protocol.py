@@ -13,7 +13,7 @@ from typing import Any, Callable, Deque, Dict, Optional
 
 from chalicelib import connections, conversations, delivery, jsonio, limits, messages, requeue, tracking
 from chalicelib.config import settings
-from chalicelib.errors import KefuError, bad_request, forbidden, rate_limited, too_large
+from chalicelib.errors import KefuError, bad_request, connection_unknown, forbidden, rate_limited, too_large
 from chalicelib.sites import check_origin, get_site
 from chalicelib.tokens import Identity, verify
 
@@ -113,7 +113,7 @@ def _typing(identity: Identity, frame: Dict[str, Any], connection_id: str) -> No
 
 def _ping(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
     if not connections.heartbeat(connection_id):  # swept meanwhile: a pong would hide it
-        raise KefuError("connection_unknown", "this connection is not registered; reconnect", 410)
+        raise connection_unknown()
     return {"type": "pong", "time": int(time.time() * 1000)}
 
 
@@ -208,7 +208,7 @@ def message(connection_id: str, body: Any) -> None:
             raise bad_request("unknown_action", f"unknown action; known: {', '.join(sorted(ACTIONS))}")
         identity = connections.identify(connection_id)
         if identity is None:
-            raise KefuError("connection_unknown", "this connection is not registered; reconnect", 410)
+            raise connection_unknown()
         reply = handler(identity, frame, connection_id)
     except KefuError as exc:
         reply = {"type": "error", **exc.to_dict()}
