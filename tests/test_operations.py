@@ -85,7 +85,7 @@ def test_a_retried_message_is_not_counted_twice_and_410s_are_counted(harness):
     assert second == {"MessagesStored": 1, "Deliveries": 1, "Gone": 1}
 
 
-def test_rate_limit_refusals_are_counted_once_on_both_apis(harness, monkeypatch):
+def test_rate_limit_refusals_are_counted_once_on_both_apis(harness, monkeypatch, timeline):
     from chalicelib.config import settings
 
     chat = harness.chat()
