@@ -134,8 +134,8 @@ class Stack:
         region = os.environ["AWS_DEFAULT_REGION"]
         account = {"region_name": region, "aws_access_key_id": os.environ["AWS_ACCESS_KEY_ID"],
                    "aws_secret_access_key": os.environ["AWS_SECRET_ACCESS_KEY"]}
-        aws_endpoint = self._start_embedded_dynamodb()  # moto: SSM for the secrets, DynamoDB unless given
-        dynamodb_endpoint = opts.dynamodb_endpoint or aws_endpoint
+        dynamodb_endpoint = opts.dynamodb_endpoint or self._start_embedded_dynamodb()
+        ssm_endpoint = self._start_local_ssm()
         standins = self._start_upload_standins()
         # The template's parameters, as a deploy would set them (docs/deploy.md), pointing at the stand-ins.
         local_values = {
@@ -150,14 +150,14 @@ class Stack:
             environment={"AWS_REGION": region, "AWS_DEFAULT_REGION": region,
                          "AWS_ACCESS_KEY_ID": account["aws_access_key_id"],
                          "AWS_SECRET_ACCESS_KEY": account["aws_secret_access_key"],
-                         "KEFU_DYNAMODB_ENDPOINT": dynamodb_endpoint, "AWS_ENDPOINT_URL_SSM": aws_endpoint})
+                         "KEFU_DYNAMODB_ENDPOINT": dynamodb_endpoint, "AWS_ENDPOINT_URL_SSM": ssm_endpoint})
         code_dir = tempfile.mkdtemp(prefix="kefu-code-")
         self._stoppers.append(lambda: shutil.rmtree(code_dir, ignore_errors=True))
         deployment = deployment_from_template(opts.template, local_endpoints=endpoints, code_dir=code_dir)
         provision.create_tables(deployment.tables, boto3.client("dynamodb", endpoint_url=dynamodb_endpoint, **account))
         provision.put_secrets(deployment, {name: os.environ[name] for name in
                                            ("KEFU_TOKEN_SECRET", "KEFU_ALIYUN_ACCESS_KEY_SECRET")},
-                              boto3.client("ssm", endpoint_url=aws_endpoint, **account))
+                              boto3.client("ssm", endpoint_url=ssm_endpoint, **account))
         # The stack's own chalicelib calls (the demo seed, /local/info, `python -m admin --stack`)
         # use the settings of the function serving the REST API; the secrets it has already.
         if not deployment.rest_routes:
@@ -180,6 +180,16 @@ class Stack:
         from local import atomic_moto
 
         atomic_moto.install()
+        port = free_port(self.options.host)
+        server = ThreadedMotoServer(ip_address=self.options.host, port=port, verbose=False)
+        server.start()
+        self._stoppers.append(server.stop)
+        return f"http://{self.options.host}:{port}"
+
+    def _start_local_ssm(self) -> str:
+        """SSM Parameter Store for the secrets a template's functions read (moto's server)."""
+        from moto.server import ThreadedMotoServer
+
         port = free_port(self.options.host)
         server = ThreadedMotoServer(ip_address=self.options.host, port=port, verbose=False)
         server.start()
@@ -344,9 +354,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     stack = Stack(parse_args(argv))
     try:
         info = stack.start()
-    except TemplateError as error:
-        stack.stop()
-        raise SystemExit(f"python -m local --template: {error}")
+    except BaseException as error:
+        stack.stop()  # the store and stand-ins already started
+        if isinstance(error, TemplateError):
+            raise SystemExit(f"python -m local --template: {error}")
+        raise
     print(banner(info), flush=True)
     print("LOCAL_INFO " + json.dumps(info), flush=True)
     stopped = threading.Event()
