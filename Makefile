@@ -24,8 +24,9 @@ browser:
 	@{ command -v chromium >/dev/null 2>&1 && [ -d /usr/share/fonts/truetype/wqy ]; } || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei >/dev/null; }
 
+# TEMPLATE=out/package/sam.json boots what `make package` built instead of the checkout.
 run: setup
-	$(PY) -m local --host $(HOST) --port $(PORT)
+	$(PY) -m local --host $(HOST) --port $(PORT) $(if $(TEMPLATE),--template $(TEMPLATE))
 
 test: setup browser
 	$(PY) -m pytest

@@ -8,6 +8,11 @@ Starts, on loopback and with no cloud account:
   routes, REST routes, the Management API and the scheduled sweep, on one port;
 - the static pages (widget, agent console, demo shop) and GET /local/info.
 Then seeds a demo site and agent and prints where to go.
+
+``--template out/package/sam.json`` boots what `make package` built instead of the checkout: the
+functions (run from the unpacked deployment.zip), routes, stage, environment, schedules and tables
+come from the template (local/template.py), the tables are created from its definitions and the
+secrets its functions read from SSM are stored in the embedded store's SSM (local/provision.py).
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import logging
 import os
 import pathlib
 import secrets
+import shutil
 import socket
 import tempfile
 from dataclasses import dataclass, field
@@ -50,6 +56,7 @@ class StackOptions:
     app: str = "app:app"
     idle_timeout: float = 600
     max_connection_seconds: float = 7200
+    template: Optional[str] = None  # a packaged template to boot from instead of `app`
 
 
 @dataclass
@@ -59,6 +66,8 @@ class Stack:
     _stoppers: List[Any] = field(default_factory=list)
 
     def start(self) -> Dict[str, Any]:
+        if self.options.template:
+            return self._start_from_template()
         opts = self.options
         port = opts.port or free_port(opts.host)
         base = f"http://{opts.host}:{port}"
@@ -83,7 +92,14 @@ class Stack:
         self._expire_unattached_uploads(standins)
         self._seed(base)
         gateway = self._start_gateway(port)
-        self.info = {
+        self.info = self._describe(gateway, base, dynamodb_endpoint, standins)
+        return self.info
+
+    def _describe(self, gateway: Any, base: str, dynamodb_endpoint: str, standins: Any) -> Dict[str, Any]:
+        """What GET /local/info answers and the banner prints."""
+        from chalicelib.config import settings
+
+        return {
             "websocket_url": gateway.websocket_url,
             "api_url": gateway.rest_url,
             "management_endpoint": gateway.management_endpoint,
@@ -100,7 +116,62 @@ class Stack:
             "sts_endpoint": standins.sts_endpoint,
             "heartbeat_timeout": settings().heartbeat_timeout,
             "sweep_interval": settings().sweep_interval,
+            "template": self.options.template,  # the packaged template booted, or None
         }
+
+    def _start_from_template(self) -> Dict[str, Any]:
+        """--template: everything the functions see comes from the packaged template."""
+        import boto3
+
+        from infra.build import PARAMETERS
+        from local import provision
+        from local.template import LocalEndpoints, TemplateError, deployment_from_template
+
+        opts = self.options
+        port = opts.port or free_port(opts.host)
+        base = f"http://{opts.host}:{port}"
+        _cloud_defaults(opts.data_dir)
+        region = os.environ["AWS_DEFAULT_REGION"]
+        account = {"region_name": region, "aws_access_key_id": os.environ["AWS_ACCESS_KEY_ID"],
+                   "aws_secret_access_key": os.environ["AWS_SECRET_ACCESS_KEY"]}
+        dynamodb_endpoint = opts.dynamodb_endpoint or self._start_embedded_dynamodb()
+        ssm_endpoint = self._start_local_ssm()
+        standins = self._start_upload_standins()
+        # The template's parameters, as a deploy would set them (docs/deploy.md), pointing at the stand-ins.
+        local_values = {
+            "KEFU_CONSOLE_ORIGINS": base, "KEFU_OSS_ENDPOINT": standins.oss_endpoint, "KEFU_OSS_BUCKET": DEMO_BUCKET,
+            "KEFU_OSS_REGION": standins.oss.region, "KEFU_STS_ENDPOINT": standins.sts_endpoint,
+            "KEFU_STS_ROLE_ARN": os.environ["KEFU_STS_ROLE_ARN"], "KEFU_ALIYUN_ACCESS_KEY_ID": LOCAL_ACCESS_KEY_ID,
+        }
+        endpoints = LocalEndpoints(
+            gateway=base, region=region,
+            parameters={name: local_values[variable] for name, (variable, _) in PARAMETERS.items()},
+            # What Lambda and the account provide implicitly; every other variable is the template's.
+            environment={"AWS_REGION": region, "AWS_DEFAULT_REGION": region,
+                         "AWS_ACCESS_KEY_ID": account["aws_access_key_id"],
+                         "AWS_SECRET_ACCESS_KEY": account["aws_secret_access_key"],
+                         "KEFU_DYNAMODB_ENDPOINT": dynamodb_endpoint, "AWS_ENDPOINT_URL_SSM": ssm_endpoint})
+        code_dir = tempfile.mkdtemp(prefix="kefu-code-")
+        self._stoppers.append(lambda: shutil.rmtree(code_dir, ignore_errors=True))
+        deployment = deployment_from_template(opts.template, local_endpoints=endpoints, code_dir=code_dir)
+        provision.create_tables(deployment.tables, boto3.client("dynamodb", endpoint_url=dynamodb_endpoint, **account))
+        provision.put_secrets(deployment, {name: os.environ[name] for name in
+                                           ("KEFU_TOKEN_SECRET", "KEFU_ALIYUN_ACCESS_KEY_SECRET")},
+                              boto3.client("ssm", endpoint_url=ssm_endpoint, **account))
+        # The stack's own chalicelib calls (the demo seed, /local/info, `python -m admin --stack`)
+        # use the settings of the function serving the REST API; the secrets it has already.
+        if not deployment.rest_routes:
+            raise TemplateError("the template has no REST API: sessions (and the demo seed) need one")
+        rest_function = deployment.functions[deployment.rest_routes[0].function]
+        os.environ.update({name: value for name, value in rest_function.environment.items()
+                           if name.startswith("KEFU_") and not name.endswith(provision.PARAM_SUFFIX)})
+        from chalicelib.config import settings
+
+        settings.cache_clear()
+        self._expire_unattached_uploads(standins)
+        self._seed(base)
+        gateway = self._start_deployment_gateway(deployment, port)
+        self.info = self._describe(gateway, base, dynamodb_endpoint, standins)
         return self.info
 
     def _start_embedded_dynamodb(self) -> str:
@@ -109,6 +180,16 @@ class Stack:
         from local import atomic_moto
 
         atomic_moto.install()
+        port = free_port(self.options.host)
+        server = ThreadedMotoServer(ip_address=self.options.host, port=port, verbose=False)
+        server.start()
+        self._stoppers.append(server.stop)
+        return f"http://{self.options.host}:{port}"
+
+    def _start_local_ssm(self) -> str:
+        """SSM Parameter Store for the secrets a template's functions read (moto's server)."""
+        from moto.server import ThreadedMotoServer
+
         port = free_port(self.options.host)
         server = ThreadedMotoServer(ip_address=self.options.host, port=port, verbose=False)
         server.start()
@@ -168,6 +249,19 @@ class Stack:
             idle_timeout=opts.idle_timeout, max_connection_seconds=opts.max_connection_seconds,
             schedule_interval=schedule_interval,
         )
+        return self._serve(gateway)
+
+    def _start_deployment_gateway(self, deployment: Any, port: int) -> Any:
+        """The gateway running a Deployment's functions in worker processes of their own
+        (local/lambda_runtime.py), with the template's stage and schedules as deployed."""
+        from local.gateway import LocalGateway
+
+        opts = self.options
+        return self._serve(LocalGateway(deployment, host=opts.host, port=port, idle_timeout=opts.idle_timeout,
+                                        max_connection_seconds=opts.max_connection_seconds))
+
+    def _serve(self, gateway: Any) -> Any:
+        """The static pages and /local/info next to the APIs; serving from a thread of its own."""
         gateway.add_static("/console/", str(WEB / "console"))
         gateway.add_static("/demo/", str(WEB / "demo"))
         gateway.add_file("/widget.js", str(WEB / "widget.js"))
@@ -231,16 +325,21 @@ def parse_args(argv: Optional[List[str]] = None) -> StackOptions:
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")),
                         help="0 picks a free port")
-    parser.add_argument("--stage", default="dev")
+    parser.add_argument("--stage", help="the stage the WebSocket API is served at (default dev)")
     parser.add_argument("--dynamodb-endpoint", help="use this DynamoDB (DynamoDB Local, dynalite, AWS) instead of the embedded store")
     parser.add_argument("--data-dir", help="where the OSS stand-in keeps uploaded files (default: a temporary folder)")
     parser.add_argument("--app", default="app:app", help="the Chalice app to serve, module:attribute")
     parser.add_argument("--idle-timeout", type=float, default=600, help="API Gateway closes idle sockets after this (s)")
     parser.add_argument("--max-connection-seconds", type=float, default=7200)
+    parser.add_argument("--template", help="boot from a packaged template (`make package`: out/package/sam.json): "
+                                           "its functions, routes, stage, environment, schedules and tables")
     args = parser.parse_args(argv)
-    return StackOptions(host=args.host, port=args.port, stage=args.stage,
+    if args.template and (args.stage or args.app != "app:app"):
+        parser.error("--template takes the stage and the functions from the template: no --stage or --app")
+    return StackOptions(host=args.host, port=args.port, stage=args.stage or "dev",
                         dynamodb_endpoint=args.dynamodb_endpoint, data_dir=args.data_dir, app=args.app,
-                        idle_timeout=args.idle_timeout, max_connection_seconds=args.max_connection_seconds)
+                        idle_timeout=args.idle_timeout, max_connection_seconds=args.max_connection_seconds,
+                        template=args.template)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -250,8 +349,16 @@ def main(argv: Optional[List[str]] = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("werkzeug", "botocore", "urllib3", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from local.template import TemplateError
+
     stack = Stack(parse_args(argv))
-    info = stack.start()
+    try:
+        info = stack.start()
+    except BaseException as error:
+        stack.stop()  # the store and stand-ins already started
+        if isinstance(error, TemplateError):
+            raise SystemExit(f"python -m local --template: {error}")
+        raise
     print(banner(info), flush=True)
     print("LOCAL_INFO " + json.dumps(info), flush=True)
     stopped = threading.Event()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 # Before anything imports chalicelib: settings and pynamodb table names are read at import.
 os.environ.update({
     "AWS_ACCESS_KEY_ID": "testing",
@@ -20,3 +22,11 @@ for _name in ("KEFU_DYNAMODB_ENDPOINT",):
     os.environ.pop(_name, None)
 
 pytest_plugins = ["tests.support"]
+
+
+@pytest.fixture(scope="session")
+def packaged_template():
+    """out/package/sam.json as `make package` builds it (stage dev), rebuilt when stale."""
+    from tests.packaged import packaged_template
+
+    return packaged_template()
