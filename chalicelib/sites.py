@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 import time
 from collections import OrderedDict
 from typing import List, Optional, Tuple
@@ -33,6 +34,7 @@ def get_site(site_id: str) -> Site:
 # Sites read recently by this warm function: site id -> (read at, item). See cached_site.
 _recent: "OrderedDict[str, Tuple[float, Site]]" = OrderedDict()
 _RECENT_MAX = 10_000
+_recent_lock = threading.Lock()  # the local gateway runs invocations on threads of one process
 
 
 def cached_site(site_id: str) -> Site:
@@ -60,10 +62,11 @@ def remember_site(site: Site, read_at: Optional[float] = None) -> None:
     """Keep an item this function just read or wrote (a roster change made here is seen at once)."""
     if settings().site_cache_seconds <= 0:
         return
-    _recent[site.site_id] = (clock.now() if read_at is None else read_at, site)
-    _recent.move_to_end(site.site_id)
-    while len(_recent) > _RECENT_MAX:
-        _recent.popitem(last=False)
+    with _recent_lock:
+        _recent[site.site_id] = (clock.now() if read_at is None else read_at, site)
+        _recent.move_to_end(site.site_id)
+        while len(_recent) > _RECENT_MAX:
+            _recent.popitem(last=False)
 
 
 def forget_cached_sites() -> None:
