@@ -107,6 +107,11 @@ class Settings:
     upload_bytes_per_hour: int = field(default_factory=lambda: _int("KEFU_UPLOAD_BYTES_PER_HOUR", 100 * 1024 ** 2))
     site_upload_files_per_day: int = field(default_factory=lambda: _int("KEFU_SITE_UPLOAD_FILES_PER_DAY", 2000))
     site_upload_bytes_per_day: int = field(default_factory=lambda: _int("KEFU_SITE_UPLOAD_BYTES_PER_DAY", 5 * 1024 ** 3))
+    # KEFU_SITE_CACHE_SECONDS: how long a warm function reuses a site's item (its agents' roster) on
+    # the paths that read it for every frame (send, typing, read, page_view); an agent's $connect
+    # answers no sooner than this after joining the roster, so no push can miss it once it is open.
+    # 0 reads the item every time. docs/scale.md: the site item is the hottest key of a busy site.
+    site_cache_seconds: float = field(default_factory=lambda: float(_str("KEFU_SITE_CACHE_SECONDS", "1")))
 
 
 def _ssm_values(names: Dict[str, str]) -> Dict[str, str]:

@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterable, List, Optional
 from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
 from pynamodb.expressions.condition import size
 
-from chalicelib import clock, delivery
+from chalicelib import clock, delivery, sites
 from chalicelib.config import settings
 from chalicelib.errors import is_condition_failure, rate_limited
 from chalicelib.models import MAX_VISITOR_CONNECTIONS, OPEN_STATUSES, Connection, Conversation, Site, as_dict
@@ -102,6 +102,7 @@ def register(connection_id: str, identity: Identity, site: Site) -> None:
     if identity.is_agent:
         first = identity.subject not in set(as_dict(site.agent_conns).values())
         site.update(actions=[Site.agent_conns[connection_id].set(identity.subject)])
+        sites.remember_site(site)
         if first:
             others = [c for c in as_dict(site.agent_conns) if c != connection_id]
             push(others, presence_frame(identity, "online"))
@@ -181,6 +182,7 @@ def drop(connection_id: str, identity: Optional[Identity] = None,
             )
         except UpdateError:
             return dropped
+        sites.remember_site(site)
         dropped.site = site
         if identity.subject not in set(as_dict(site.agent_conns).values()):
             dropped.agent_offline = True
@@ -196,7 +198,7 @@ def drop(connection_id: str, identity: Optional[Identity] = None,
             return dropped
         if not as_dict(conversation.visitor_conns) and conversation.status in OPEN_STATUSES:
             try:
-                site = Site.get(identity.site_id)
+                site = sites.cached_site(identity.site_id)
             except DoesNotExist:
                 return dropped
             dropped.site = site

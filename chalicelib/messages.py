@@ -1,7 +1,8 @@
 """Sending, syncing and reading messages: one code path for the WebSocket and REST.
 
 Per send (docs/dynamodb.md has the full table):
-  read   GetItem site (the agents' connection roster, to deliver to)   [+ GetItem connection on a cold function]
+  read   GetItem site (the agents' connection roster, to deliver to; at most once a second per warm
+         function: sites.cached_site)                                [+ GetItem connection on a cold function]
   write1 PutItem message keyed by client_msg_id, if absent   -> a retry is found by key, stores nothing
   write2 UpdateItem conversation ADD last_seq 1, if the sender may write there -> the next seq, atomically
   write3 UpdateItem message SET seq                           -> visible to sync (the seq index is sparse)
@@ -14,7 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from pynamodb.exceptions import DeleteError, PutError, UpdateError
 
-from chalicelib import clock, connections, conversations, ids, jsonio, paging
+from chalicelib import clock, connections, conversations, ids, jsonio, paging, sites
 from chalicelib.config import settings
 from chalicelib.errors import KefuError, bad_request, conflict, forbidden, is_condition_failure, rate_limited, too_large
 from chalicelib.models import Conversation, Message, Site, as_dict
@@ -145,7 +146,7 @@ def _store(identity: Identity, conversation_id: str, client_msg_id: str, text: O
         message = Message.get(conversation_id, client_msg_id, consistent_read=True)
         return ack_frame(message, duplicate=True)
 
-    site = Site.get(identity.site_id)
+    site = sites.cached_site(identity.site_id)
     if conversation.status == "new":
         conversations.open_on_first_message(site, conversation, sender_connection)  # agents first learn of it
     recipients = [c for c in _recipients(site, conversation) if c != sender_connection]
@@ -385,7 +386,7 @@ def _to_other_side(identity: Identity, conversation: Conversation, frame: Dict[s
     if identity.is_agent:
         targets = list(as_dict(conversation.visitor_conns))
         # other agents watching the site see it too
-        targets += [c for c in connections.agent_connections(Site.get(identity.site_id)) if c != sender_connection]
+        targets += [c for c in connections.agent_connections(sites.cached_site(identity.site_id)) if c != sender_connection]
     else:
-        targets = connections.agent_connections(Site.get(identity.site_id))
+        targets = connections.agent_connections(sites.cached_site(identity.site_id))
     connections.push(targets, frame)

@@ -11,7 +11,7 @@ import time
 from collections import defaultdict, deque
 from typing import Any, Callable, Deque, Dict, Optional
 
-from chalicelib import connections, conversations, delivery, jsonio, limits, messages, requeue, tracking
+from chalicelib import clock, connections, conversations, delivery, jsonio, limits, messages, requeue, sites, tracking
 from chalicelib.config import settings
 from chalicelib.errors import KefuError, bad_request, connection_unknown, forbidden, rate_limited, too_large
 from chalicelib.sites import check_origin, get_site
@@ -43,8 +43,11 @@ def connect(connection_id: str, query: Optional[Dict[str, str]], headers: Option
     except KefuError as exc:
         log.info("refused connection %s: %s", connection_id, exc.code)
         return exc.status
+    joined_at = clock.now()
     if identity.is_agent:
         conversations.assign_queued(site, connecting=connection_id)
+        # Functions may deliver from a roster read up to KEFU_SITE_CACHE_SECONDS ago (sites.cached_site).
+        sites.hold_until_roster_settles(joined_at)
     # A long $connect (handing out a queue) must not look silent to the sweep when it returns.
     connections.heartbeat(connection_id)
     return 200

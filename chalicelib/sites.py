@@ -5,7 +5,10 @@ import hashlib
 import hmac
 import re
 import secrets
-from typing import List, Optional
+import threading
+import time
+from collections import OrderedDict
+from typing import List, Optional, Tuple
 
 from pynamodb.exceptions import PutError
 
@@ -26,6 +29,57 @@ def get_site(site_id: str) -> Site:
         return Site.get(site_id)
     except Site.DoesNotExist:
         raise not_found("site_not_found", "no such site")
+
+
+# Sites read recently by this warm function: site id -> (read at, item). See cached_site.
+_recent: "OrderedDict[str, Tuple[float, Site]]" = OrderedDict()
+_RECENT_MAX = 10_000
+_recent_lock = threading.Lock()  # the local gateway runs invocations on threads of one process
+
+
+def cached_site(site_id: str) -> Site:
+    """The site, for paths that only need its agents' roster: read at most once per
+    ``KEFU_SITE_CACHE_SECONDS`` per warm function. At a busy site every frame read the same item,
+    the hottest key of all (docs/scale.md); now each function instance reads it once a second.
+
+    A roster at most that old is safe: an agent's $connect answers only once every copy read
+    before it joined has expired (``hold_until_roster_settles``), and a post to a connection that
+    has left answers 410, which forgets it. The read stays eventually consistent, as before.
+    """
+    ttl = settings().site_cache_seconds
+    if ttl <= 0:
+        return Site.get(site_id)
+    now = clock.now()
+    known = _recent.get(site_id)
+    if known is not None and now - known[0] < ttl:
+        return known[1]
+    site = Site.get(site_id)
+    remember_site(site, now)
+    return site
+
+
+def remember_site(site: Site, read_at: Optional[float] = None) -> None:
+    """Keep an item this function just read or wrote (a roster change made here is seen at once)."""
+    if settings().site_cache_seconds <= 0:
+        return
+    with _recent_lock:
+        _recent[site.site_id] = (clock.now() if read_at is None else read_at, site)
+        _recent.move_to_end(site.site_id)
+        while len(_recent) > _RECENT_MAX:
+            _recent.popitem(last=False)
+
+
+def forget_cached_sites() -> None:
+    _recent.clear()
+
+
+def hold_until_roster_settles(joined_at: float) -> None:
+    """An agent connection joined the roster at ``joined_at``: wait until no function can still be
+    using a copy read before that. API Gateway delivers nothing to a connection inside $connect,
+    and the console reads its state once open, so from then on every push reaches it."""
+    wait = joined_at + settings().site_cache_seconds - clock.now()
+    if wait > 0:
+        time.sleep(wait)
 
 
 # "pending" names the uploads' holding folder (chalicelib/uploads.py): never a site's own.

@@ -10,9 +10,9 @@ from typing import Any, Dict, List
 from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.expressions.condition import size
 
-from chalicelib import clock, connections
+from chalicelib import clock, connections, sites
 from chalicelib.errors import bad_request, conflict, forbidden, is_condition_failure, not_found
-from chalicelib.models import Site, Visitor, as_dict
+from chalicelib.models import Visitor, as_dict
 from chalicelib.tokens import Identity
 
 PAGES_KEPT = 10
@@ -36,7 +36,7 @@ def page_view(identity: Identity, payload: Dict[str, Any]) -> Dict[str, Any]:
     _record(identity, page)
     frame = {"type": "page_view", "conversation_id": identity.conversation_id,
              "visitor_id": identity.subject, "page": page}
-    connections.push(connections.agent_connections(Site.get(identity.site_id)), frame)
+    connections.push(connections.agent_connections(sites.cached_site(identity.site_id)), frame)
     return frame
 
 

@@ -17,6 +17,9 @@ os.environ.update({
     "KEFU_TOKEN_SECRET": "test-secret-0123456789abcdef0123456789",
     "KEFU_WS_MANAGEMENT_ENDPOINT": "https://test.execute-api.us-east-1.amazonaws.com/dev",
     "KEFU_CONSOLE_ORIGINS": "https://console.example",
+    # Off for unit tests (an agent's $connect would wait out the cache); tests/test_site_cache.py
+    # turns it on, and the end-to-end stack runs with the default.
+    "KEFU_SITE_CACHE_SECONDS": "0",
 })
 for _name in ("KEFU_DYNAMODB_ENDPOINT",):
     os.environ.pop(_name, None)

@@ -90,7 +90,7 @@ class FakeManagementApi:
 
 @pytest.fixture
 def aws():
-    from chalicelib import agents, connections, protocol
+    from chalicelib import agents, connections, protocol, sites
     from chalicelib.models import create_tables
     from local import atomic_moto
 
@@ -99,6 +99,7 @@ def aws():
         create_tables()
         connections.forget_cache()
         agents.forget_cache()
+        sites.forget_cached_sites()
         protocol._recent_sends.clear()
         yield
 

@@ -17,7 +17,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 # What tests/conftest.py sets for in-process unit tests must not leak into the stack.
 _UNIT_TEST_ENV = ("KEFU_TABLE_PREFIX", "KEFU_WS_MANAGEMENT_ENDPOINT", "KEFU_DYNAMODB_ENDPOINT",
-                  "KEFU_CONSOLE_ORIGINS", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN")
+                  "KEFU_CONSOLE_ORIGINS", "KEFU_SITE_CACHE_SECONDS", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN")
 
 
 # End-to-end tests drive sessions, sends and page views from one address far faster than people do;
