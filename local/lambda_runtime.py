@@ -67,7 +67,7 @@ class _Gone(Exception):
     """The worker process ended (crashed, killed) while we talked to it."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Environment:
     """One execution environment: a worker process serving one function."""
 
@@ -102,6 +102,8 @@ class Environment:
             raise _Gone() from exc
 
     def kill(self) -> None:
+        if self.process.stdin is not None and not self.process.stdin.is_closing():
+            self.process.stdin.close()
         if self.alive:
             try:
                 self.process.kill()
@@ -146,6 +148,7 @@ class LambdaRuntime:
         self._generation = 0
         self._closed = False
         self._reaper: Optional[asyncio.Task] = None
+        self._environments: set = set()  # every environment whose process may still run
 
     # ---- the seam -------------------------------------------------------------------------
 
@@ -183,16 +186,20 @@ class LambdaRuntime:
         log.info("functions reloaded: the next invocations start new environments")
 
     async def close(self) -> None:
+        """Stop every environment, busy or not, and wait for their processes to end."""
         self._closed = True
         if self._reaper is not None:
             self._reaper.cancel()
         for pool in self._pools.values():
-            for env in pool.idle:
-                env.kill()
             pool.idle.clear()
             for waiter in pool.waiters:
                 if not waiter.done():
                     waiter.cancel()
+        environments = list(self._environments)
+        for env in environments:
+            env.kill()
+        if environments:
+            await asyncio.wait([asyncio.ensure_future(env.process.wait()) for env in environments], timeout=5)
 
     def stats(self) -> Dict[str, Dict[str, int]]:
         return {name: {"environments": pool.count, "idle": len(pool.idle), "cold_starts": pool.cold_starts,
@@ -302,6 +309,9 @@ class LambdaRuntime:
             self.python, "-c", _BOOT, str(ROOT), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             cwd=str(pathlib.Path(self.deployment.project_dir).resolve()), env=env_vars)
         env = Environment(spec.name, process, self._generation)
+        self._environments.add(env)
+        process_ended = asyncio.ensure_future(process.wait())
+        process_ended.add_done_callback(lambda _: self._environments.discard(env))
         try:
             await env.send({"handler": spec.handler, "function_name": spec.name, "memory_mb": spec.memory_mb,
                             "redirect": self.redirect})

@@ -189,6 +189,8 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
         try:
             result = handler(request["event"], context)
         except Exception as exc:
+            # What Lambda writes to the function's log for an unhandled exception.
+            sys.stderr.write(f"[ERROR] {type(exc).__name__}: {exc}\n{''.join(traceback.format_exc())}")
             write_message(replies, {"error": error_payload(exc, request_id)})
             continue
         try:
