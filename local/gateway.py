@@ -191,11 +191,12 @@ class LocalGateway:
                  workers: int = 32, runtime: Optional[LambdaRuntime] = None,
                  function_env: Optional[Dict[str, str]] = None,
                  concurrency_per_function: int = DEFAULT_PER_FUNCTION, concurrency: int = DEFAULT_TOTAL,
-                 reload: bool = False) -> None:
+                 provisioned_concurrency: int = 0, reload: bool = False) -> None:
         """``deployment``: what to serve; its functions run in ``runtime`` (default: a
         LambdaRuntime with ``function_env`` as overrides and the concurrency limits given).
         ``app``: the Chalice app object, only for REST routes served in this process (optional).
-        ``schedule_interval(function_name, seconds)`` may change a schedule's rate."""
+        ``schedule_interval(function_name, seconds)`` may change a schedule's rate.
+        ``provisioned_concurrency``: environments of each function started before serving."""
         self.deployment = deployment
         self.app = app
         self.host = host
@@ -209,6 +210,7 @@ class LocalGateway:
         self.max_connection_seconds = max_connection_seconds
         self.schedule_interval = schedule_interval
         self.reload = reload
+        self.provisioned_concurrency = provisioned_concurrency
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         self.domain_name = f"{API_ID}.execute-api.{region}.amazonaws.com"
         self.runtime = runtime or LambdaRuntime(deployment, overrides=function_env,
@@ -312,6 +314,8 @@ class LocalGateway:
             "host_pattern": re.escape(API_ID) + r"\.execute-api\.[a-z0-9-]+\.amazonaws\.com(\.cn)?",
             "target": f"http://{reachable}:{self.port}",
         }
+        if self.provisioned_concurrency:
+            await self.runtime.provision(self.provisioned_concurrency)
         self._start_schedules()
         if self.reload:
             self._tasks.append(watch_files(self.deployment.project_dir, self.runtime.reload))

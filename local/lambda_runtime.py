@@ -176,6 +176,24 @@ class LambdaRuntime:
             log.info("%-20s %-24s conn=%-17s %8.1fms status=%-18s %s", function_name, route, connection,
                      (time.perf_counter() - started) * 1000, status, cold_note)
 
+    async def provision(self, per_function: int = 1) -> None:
+        """Start ``per_function`` environments of every function now, as Lambda's provisioned
+        concurrency does, so the first invocations find them warm. Failures are logged (the
+        function's first invocation will report them)."""
+        async def start(spec: FunctionSpec) -> None:
+            pool = self._pools[spec.name]
+            while pool.count < min(per_function, self._limit(spec)) and self._total_count() < self.total:
+                pool.count += 1
+                try:
+                    env = await self._start(spec)
+                except FunctionError as exc:
+                    pool.count -= 1
+                    log.warning("%s could not start: %s %s", spec.name, exc.error_type, exc)
+                    return
+                self._release(env)
+
+        await asyncio.gather(*(start(spec) for spec in self.deployment.functions.values()))
+
     async def reload(self) -> None:
         """Code changed: every environment is retired; the next invocations start fresh ones."""
         self._generation += 1

@@ -185,7 +185,7 @@ class Stack:
             idle_timeout=opts.idle_timeout, max_connection_seconds=opts.max_connection_seconds,
             schedule_interval=schedule_interval, function_env=function_env,
             concurrency_per_function=opts.concurrency_per_function, concurrency=opts.concurrency,
-            reload=opts.reload,
+            provisioned_concurrency=1, reload=opts.reload,  # the first chat needs no cold starts
         )
         gateway.add_static("/console/", str(WEB / "console"))
         gateway.add_static("/demo/", str(WEB / "demo"))
