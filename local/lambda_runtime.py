@@ -303,6 +303,12 @@ class LambdaRuntime:
         env = dict(self.base_env)
         env.update(spec.environment)
         env.update(self.overrides)
+        # Whoever put this checkout on PYTHONPATH to run the gateway, the function must not see it.
+        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and os.path.abspath(p) != str(ROOT)]
+        if paths:
+            env["PYTHONPATH"] = os.pathsep.join(paths)
+        else:
+            env.pop("PYTHONPATH", None)
         region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
         if not (env.get("AWS_ACCESS_KEY_ID") or env.get("AWS_PROFILE")
                 or pathlib.Path("~/.aws/credentials").expanduser().exists()):
