@@ -197,7 +197,7 @@ class LambdaRuntime:
     async def reload(self) -> None:
         """Code changed: every environment is retired; the next invocations start fresh ones."""
         self._generation += 1
-        for name, pool in self._pools.items():
+        for pool in self._pools.values():
             for env in pool.idle:
                 self._discard(env)
             pool.idle.clear()
@@ -241,7 +241,7 @@ class LambdaRuntime:
                 env = pool.idle.pop()
                 if env.alive and env.generation == self._generation:
                     return env, False
-                self._discard(env, counted=True)
+                self._discard(env)
             if pool.count < self._limit(spec) and (self._total_count() < self.total or self._reclaim(spec.name)):
                 pool.count += 1
                 try:
@@ -264,17 +264,16 @@ class LambdaRuntime:
         pool = self._pools[env.function]
         env.last_used = time.monotonic()
         if self._closed or not env.alive or env.generation != self._generation:
-            self._discard(env, counted=True)
+            self._discard(env)
             return
         pool.idle.append(env)
         self._wake(pool)
 
-    def _discard(self, env: Environment, counted: bool = True) -> None:
+    def _discard(self, env: Environment) -> None:
         """Stop an environment and free its place (for this function and in the total)."""
         env.kill()
-        if counted:
-            self._pools[env.function].count -= 1
-            self._wake_all()
+        self._pools[env.function].count -= 1
+        self._wake_all()
 
     def _reclaim(self, for_function: str) -> bool:
         """At the total limit: stop the least recently used idle environment of another function."""
