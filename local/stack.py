@@ -4,8 +4,10 @@ Starts, on loopback and with no cloud account:
 - an embedded DynamoDB-compatible store (moto's server, in-process; or --dynamodb-endpoint),
   with the tables created from chalicelib/models.py, the same definitions infra/ deploys;
 - the OSS and STS stand-ins for uploads;
-- the API Gateway stand-in (local/gateway.py) in front of the real Chalice app: WebSocket
-  routes, REST routes, the Management API and the scheduled sweep, on one port;
+- the API Gateway stand-in (local/gateway.py) in front of the real Chalice app, under the stage
+  `.chalice/config.json` deploys (api_gateway_stage, `api`): WebSocket routes, REST routes, the
+  Management API and the scheduled sweep, on one port; each function runs in Lambda-like
+  execution environments of its own (local/lambda_runtime.py), restarted when code changes;
 - the static pages (widget, agent console, demo shop) and GET /local/info.
 Then seeds a demo site and agent and prints where to go.
 
@@ -27,6 +29,8 @@ import socket
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
+
+from local.lambda_runtime import DEFAULT_PER_FUNCTION, DEFAULT_TOTAL
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 WEB = ROOT / "web"
@@ -50,12 +54,16 @@ def free_port(host: str) -> int:
 class StackOptions:
     host: str = "127.0.0.1"
     port: int = 8000
-    stage: str = "dev"
+    stage: Optional[str] = None  # the API Gateway stage; default: the Chalice stage's api_gateway_stage
+    chalice_stage: str = "dev"   # whose settings in .chalice/config.json the functions get
     dynamodb_endpoint: Optional[str] = None
     data_dir: Optional[str] = None
     app: str = "app:app"
     idle_timeout: float = 600
     max_connection_seconds: float = 7200
+    concurrency_per_function: int = DEFAULT_PER_FUNCTION
+    concurrency: int = DEFAULT_TOTAL
+    reload: bool = True
     template: Optional[str] = None  # a packaged template to boot from instead of `app`
 
 
@@ -71,16 +79,20 @@ class Stack:
         opts = self.options
         port = opts.port or free_port(opts.host)
         base = f"http://{opts.host}:{port}"
+        from local.functions import deployment_from_chalice
+
+        deployment = deployment_from_chalice(str(ROOT), opts.app, opts.chalice_stage)
+        stage = opts.stage or deployment.stage
         _cloud_defaults(opts.data_dir)
         dynamodb_endpoint = opts.dynamodb_endpoint or self._start_embedded_dynamodb()
         standins = self._start_upload_standins()
         os.environ.update({
             "KEFU_DYNAMODB_ENDPOINT": dynamodb_endpoint,
-            "KEFU_WS_MANAGEMENT_ENDPOINT": f"{base}/{opts.stage}",
+            "KEFU_WS_MANAGEMENT_ENDPOINT": f"{base}/{stage}",
             "KEFU_OSS_ENDPOINT": standins.oss_endpoint,
             "KEFU_STS_ENDPOINT": standins.sts_endpoint,
             "KEFU_OSS_BUCKET": DEMO_BUCKET,
-            "KEFU_PUBLIC_WEBSOCKET_URL": f"ws://{opts.host}:{port}/{opts.stage}",
+            "KEFU_PUBLIC_WEBSOCKET_URL": f"ws://{opts.host}:{port}/{stage}",
         })
         os.environ.setdefault("KEFU_CONSOLE_ORIGINS", base)  # the console the stack serves itself
         # chalicelib reads its settings on first import: only now may the app be imported.
@@ -91,7 +103,7 @@ class Stack:
         create_tables()
         self._expire_unattached_uploads(standins)
         self._seed(base)
-        gateway = self._start_gateway(port)
+        gateway = self._start_gateway(port, deployment, stage)
         self.info = self._describe(gateway, base, dynamodb_endpoint, standins)
         return self.info
 
@@ -233,21 +245,28 @@ class Stack:
         except KefuError:
             pass
 
-    def _start_gateway(self, port: int) -> Any:
+    def _start_gateway(self, port: int, deployment: Any, stage: str) -> Any:
         from chalicelib.config import settings
+        from local.functions import logical_name
         from local.gateway import LocalGateway, load_app
 
         opts = self.options
         sweep_every = settings().sweep_interval
+        sweep_function = logical_name("heartbeat_sweep")
 
-        def schedule_interval(name: str, default_seconds: float) -> float:
+        def schedule_interval(function: str, default_seconds: float) -> float:
             # Deployed schedules cannot go below a minute; locally the sweep runs on KEFU_SWEEP_INTERVAL.
-            return sweep_every if name == "heartbeat_sweep" else default_seconds
+            return sweep_every if function == sweep_function else default_seconds
 
+        # The functions get .chalice/config.json's variables, but the stack's endpoints, secrets and
+        # table prefix, and any KEFU_* set in the shell (tests shorten timeouts so), win over them.
+        function_env = {name: value for name, value in os.environ.items() if name.startswith("KEFU_")}
         gateway = LocalGateway(
-            load_app(opts.app), host=opts.host, port=port, stage=opts.stage,
+            deployment, app=load_app(opts.app, str(ROOT)), host=opts.host, port=port, stage=stage,
             idle_timeout=opts.idle_timeout, max_connection_seconds=opts.max_connection_seconds,
-            schedule_interval=schedule_interval,
+            schedule_interval=schedule_interval, function_env=function_env,
+            concurrency_per_function=opts.concurrency_per_function, concurrency=opts.concurrency,
+            provisioned_concurrency=1, reload=opts.reload,  # the first chat needs no cold starts
         )
         return self._serve(gateway)
 
@@ -325,7 +344,9 @@ def parse_args(argv: Optional[List[str]] = None) -> StackOptions:
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")),
                         help="0 picks a free port")
-    parser.add_argument("--stage", help="the stage the WebSocket API is served at (default dev)")
+    parser.add_argument("--stage", default=None,
+                        help="the API Gateway stage to serve (default: api_gateway_stage in .chalice/config.json, api)")
+    parser.add_argument("--chalice-stage", default="dev", help="whose settings in .chalice/config.json apply")
     parser.add_argument("--dynamodb-endpoint", help="use this DynamoDB (DynamoDB Local, dynalite, AWS) instead of the embedded store")
     parser.add_argument("--data-dir", help="where the OSS stand-in keeps uploaded files (default: a temporary folder)")
     parser.add_argument("--app", default="app:app", help="the Chalice app to serve, module:attribute")
@@ -333,13 +354,18 @@ def parse_args(argv: Optional[List[str]] = None) -> StackOptions:
     parser.add_argument("--max-connection-seconds", type=float, default=7200)
     parser.add_argument("--template", help="boot from a packaged template (`make package`: out/package/sam.json): "
                                            "its functions, routes, stage, environment, schedules and tables")
+    parser.add_argument("--concurrency-per-function", type=int, default=DEFAULT_PER_FUNCTION,
+                        help="execution environments (worker processes) per function")
+    parser.add_argument("--concurrency", type=int, default=DEFAULT_TOTAL, help="execution environments in total")
+    parser.add_argument("--no-reload", action="store_true", help="do not restart the functions when code changes")
     args = parser.parse_args(argv)
     if args.template and (args.stage or args.app != "app:app"):
         parser.error("--template takes the stage and the functions from the template: no --stage or --app")
-    return StackOptions(host=args.host, port=args.port, stage=args.stage or "dev",
+    return StackOptions(host=args.host, port=args.port, stage=args.stage, chalice_stage=args.chalice_stage,
                         dynamodb_endpoint=args.dynamodb_endpoint, data_dir=args.data_dir, app=args.app,
                         idle_timeout=args.idle_timeout, max_connection_seconds=args.max_connection_seconds,
-                        template=args.template)
+                        template=args.template, concurrency_per_function=args.concurrency_per_function,
+                        concurrency=args.concurrency, reload=not args.no_reload)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
