@@ -10,7 +10,8 @@ import sys
 # bench.scale_model reads what bench.cost measured. bench.chaos last: the full run takes minutes
 # (a local stack, 50 visitors, 3 agents) and exits non-zero when a message was lost, duplicated or
 # never seen.
-BENCHMARKS = ["bench.widget_size", "bench.cost", "bench.scale_model", "bench.sweep_reads", "bench.chaos"]
+BENCHMARKS = ["bench.widget_size", "bench.cost", "bench.scale_model", "bench.sweep_reads", "bench.cold_start",
+              "bench.chaos"]
 
 if __name__ == "__main__":
     for name in BENCHMARKS:

@@ -1,7 +1,9 @@
 """Attachments: granting an upload, accepting an uploaded object into a message, signed downloads.
 
-Imported only on the upload and attachment paths, so oss2 and the STS SDK stay out of the
-chat functions' cold start.
+Imported only on the REST function's upload and attachment paths: oss2 and the STS SDK ship in
+its layer alone (infra/package.py), out of the chat functions' package and cold start. A `send`
+with an attachment therefore goes over REST (POST /v1/conversations/{id}/messages); messages
+carry the attachment's key, and clients ask `download_url` for a signed URL.
 
 - A grant is refused while the conversation is closed, and counts against the upload quotas
   (files and bytes per visitor per hour, per site per day) in the limits table: conditional ADDs,
@@ -177,16 +179,6 @@ def _within_policy(stored: "uploads.StoredObject", policy: Dict[str, Any]) -> st
         raise too_large("attachment_too_large", "the uploaded object is over the size limit")
     return uploads.check_content_type(stored.content_type, policy["allowed_types"],
                                       code="attachment_type_not_allowed")
-
-
-def with_download_url(attachment: Dict[str, Any]) -> Dict[str, Any]:
-    """The attachment as recipients see it: with a short-lived signed GET URL, never a public one.
-    (The name is cleaned again: messages stored before names were cleaned at attach time.)"""
-    name = attachment.get("name")
-    if isinstance(name, str):
-        name = uploads.clean_name(name) or "file"
-    signed = uploads.signed_download_url(attachment["key"], name, attachment.get("content_type"))
-    return {**attachment, "name": name, "url": signed["url"], "url_expires_at": signed["expires_at"]}
 
 
 def download_url(identity: Identity, conversation_id: Any, key: Any) -> Dict[str, Any]:

@@ -34,12 +34,9 @@ class Settings:
     ws_management_endpoint: Optional[str]
     # KEFU_PUBLIC_WEBSOCKET_URL: the wss:// URL browsers connect to, handed out with every session.
     public_websocket_url: Optional[str]
-    # KEFU_TOKEN_SECRET: key that signs visitor and agent tokens (HS256). No default: without it
-    # (or with KEFU_TOKEN_SECRET_PARAM naming a missing SSM parameter) no token is issued or
-    # accepted and every such request answers 503 `misconfigured`. The local stack makes one.
-    token_secret: Optional[str]
-    # Why token_secret is missing, for the one log line that says so.
-    token_secret_problem: Optional[str]
+    # AWS_ENDPOINT_URL_SSM (then AWS_ENDPOINT_URL), as botocore reads them: where secrets named by
+    # *_PARAM variables are read (chalicelib/ssm.py). Unset: https://ssm.{region}.amazonaws.com(.cn).
+    ssm_endpoint: str
     # KEFU_VISITOR_TOKEN_TTL / KEFU_AGENT_TOKEN_TTL: token lifetimes, seconds.
     visitor_token_ttl: int
     agent_token_ttl: int
@@ -94,7 +91,6 @@ class Settings:
     sts_endpoint: Optional[str]
     sts_role_arn: Optional[str]
     aliyun_access_key_id: Optional[str]
-    aliyun_access_key_secret: Optional[str]
     upload_url_ttl: int
     download_url_ttl: int
     upload_max_bytes: int
@@ -112,49 +108,59 @@ class Settings:
     # answers no sooner than this after joining the roster, so no push can miss it once it is open.
     # 0 reads the item every time. docs/scale.md: the site item is the hottest key of a busy site.
     site_cache_seconds: float = field(default_factory=lambda: float(_str("KEFU_SITE_CACHE_SECONDS", "1")))
+    # Secrets read so far (see ``secret``): each function pays only for the ones it uses.
+    _secrets: Dict[str, Optional[str]] = field(default_factory=dict, repr=False, compare=False)
 
+    def secret(self, variable: str) -> Optional[str]:
+        """``variable`` from the environment, or else the SSM SecureString that ``{variable}_PARAM``
+        names (deployed stages: a Lambda environment cannot take SecureString values from the
+        template), fetched the first time it is asked for, then kept for the warm function. None
+        if neither exists. Nothing is fetched at import: $disconnect, $default and the sweep need
+        no secret and never pay for one (bench/cold_start.py)."""
+        if variable not in self._secrets:
+            value, param = _str(variable, None), _str(f"{variable}_PARAM", None)
+            if value is None and param:
+                from chalicelib import ssm
 
-def _ssm_values(names: Dict[str, str]) -> Dict[str, str]:
-    """Secrets named by *_PARAM variables, read once per cold start (one GetParameters call):
-    a Lambda environment cannot take SecureString values from the template."""
-    wanted = {variable: name for variable, name in names.items() if name and not os.environ.get(variable)}
-    if not wanted:
-        return {}
-    import boto3
+                value = ssm.get_parameter(param) or None
+            self._secrets[variable] = value
+        return self._secrets[variable]
 
-    response = boto3.client("ssm").get_parameters(Names=sorted(set(wanted.values())), WithDecryption=True)
-    found = {p["Name"]: p["Value"] for p in response["Parameters"]}
-    return {variable: found[name] for variable, name in wanted.items() if name in found}
+    def missing_secret_reason(self, variable: str) -> Optional[str]:
+        """Why ``secret(variable)`` is None, for the one log line that says so."""
+        if self.secret(variable):
+            return None
+        param = _str(f"{variable}_PARAM", None)
+        if param:
+            return f"{variable} is unset and the SSM parameter {param} named by {variable}_PARAM does not exist"
+        return f"{variable} is unset (and {variable}_PARAM names no SSM parameter)"
 
+    @property
+    def token_secret(self) -> Optional[str]:
+        """KEFU_TOKEN_SECRET (or KEFU_TOKEN_SECRET_PARAM): key that signs visitor and agent tokens
+        (HS256). No default: without it no token is issued or accepted and every such request
+        answers 503 `misconfigured`. The local stack makes one."""
+        return self.secret("KEFU_TOKEN_SECRET")
 
-def _why_missing(variable: str, from_ssm: Dict[str, str]) -> Optional[str]:
-    if from_ssm.get(variable) or _str(variable, None):
-        return None
-    param = os.environ.get(f"{variable}_PARAM")
-    if param:
-        return f"{variable} is unset and the SSM parameter {param} named by {variable}_PARAM does not exist"
-    return f"{variable} is unset (and {variable}_PARAM names no SSM parameter)"
+    @property
+    def aliyun_access_key_secret(self) -> Optional[str]:
+        """KEFU_ALIYUN_ACCESS_KEY_SECRET (or KEFU_ALIYUN_ACCESS_KEY_SECRET_PARAM): the long-term key
+        that asks STS for upload credentials; read on the upload and attachment paths only."""
+        return self.secret("KEFU_ALIYUN_ACCESS_KEY_SECRET")
+
 
 
 @functools.lru_cache(maxsize=1)
 def settings() -> Settings:
-    from_ssm = _ssm_values({
-        "KEFU_TOKEN_SECRET": os.environ.get("KEFU_TOKEN_SECRET_PARAM", ""),
-        "KEFU_ALIYUN_ACCESS_KEY_SECRET": os.environ.get("KEFU_ALIYUN_ACCESS_KEY_SECRET_PARAM", ""),
-    })
-
-    def _secret(name: str, default: Optional[str]) -> Optional[str]:
-        return from_ssm.get(name) or _str(name, default)
-
+    region = _str("AWS_REGION", None) or _str("AWS_DEFAULT_REGION", "us-east-1")
     return Settings(
-        region=_str("AWS_REGION", None) or _str("AWS_DEFAULT_REGION", "us-east-1"),
+        region=region,
         table_prefix=_str("KEFU_TABLE_PREFIX", "kefu-"),
         dynamodb_endpoint=_str("KEFU_DYNAMODB_ENDPOINT", None),
         ws_management_endpoint=_str("KEFU_WS_MANAGEMENT_ENDPOINT", None),
         public_websocket_url=_str("KEFU_PUBLIC_WEBSOCKET_URL", None),
-        # KEFU_TOKEN_SECRET, or KEFU_TOKEN_SECRET_PARAM naming a SecureString in SSM (deployed stages).
-        token_secret=_secret("KEFU_TOKEN_SECRET", None),
-        token_secret_problem=_why_missing("KEFU_TOKEN_SECRET", from_ssm),
+        ssm_endpoint=(_str("AWS_ENDPOINT_URL_SSM", None) or _str("AWS_ENDPOINT_URL", None)
+                      or f"https://ssm.{region}.amazonaws.com{'.cn' if region.startswith('cn-') else ''}"),
         visitor_token_ttl=_int("KEFU_VISITOR_TOKEN_TTL", 3600),
         agent_token_ttl=_int("KEFU_AGENT_TOKEN_TTL", 12 * 3600),
         connection_ttl=_int("KEFU_CONNECTION_TTL", 2 * 3600 + 600),
@@ -185,8 +191,6 @@ def settings() -> Settings:
         sts_endpoint=_str("KEFU_STS_ENDPOINT", None),
         sts_role_arn=_str("KEFU_STS_ROLE_ARN", None),
         aliyun_access_key_id=_str("KEFU_ALIYUN_ACCESS_KEY_ID", None),
-        # KEFU_ALIYUN_ACCESS_KEY_SECRET, or KEFU_ALIYUN_ACCESS_KEY_SECRET_PARAM (SSM SecureString).
-        aliyun_access_key_secret=_secret("KEFU_ALIYUN_ACCESS_KEY_SECRET", None),
         upload_url_ttl=_int("KEFU_UPLOAD_URL_TTL", 300),
         download_url_ttl=_int("KEFU_DOWNLOAD_URL_TTL", 600),
         upload_max_bytes=_int("KEFU_UPLOAD_MAX_BYTES", 10 * 1024 * 1024),

@@ -60,9 +60,16 @@ def message_view(message: Message) -> Dict[str, Any]:
 
 
 def _attachment_view(attachment: Dict[str, Any]) -> Dict[str, Any]:
-    from chalicelib import attachments  # oss2 only on the attachment path
+    """key, name, size, content_type: no URL. Signing one needs oss2, which the chat functions do
+    not carry (cold start); clients ask GET /v1/conversations/{id}/attachments/url (REST) for a
+    fresh one, as they do when one expires. (The name is cleaned again: messages stored before
+    names were cleaned at attach time.)"""
+    from chalicelib.uploads import clean_name  # the standard library only
 
-    return attachments.with_download_url(attachment)
+    name = attachment.get("name")
+    if isinstance(name, str):
+        name = clean_name(name) or "file"
+    return {**attachment, "name": name}
 
 
 def ack_frame(message: Message, duplicate: bool = False) -> Dict[str, Any]:
@@ -91,7 +98,7 @@ def send(identity: Identity, payload: Dict[str, Any], sender_connection: Optiona
     text = _check_send_fields(client_msg_id, payload.get("text"), payload.get("attachment"))
     attachment = None
     if payload.get("attachment") is not None:
-        from chalicelib import attachments  # oss2 only on the attachment path
+        from chalicelib import attachments  # oss2: the REST function alone (protocol.py refuses it)
 
         attachment = attachments.accept(identity, conversation_id, payload["attachment"])
     for _ in range(3):

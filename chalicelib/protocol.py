@@ -91,6 +91,11 @@ def _agents_only(identity: Identity) -> None:
 
 
 def _send(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    if isinstance(frame.get("attachment"), dict):
+        # Attaching checks and moves the object in OSS (oss2): the REST function's job alone, so the
+        # chat functions never carry or import the Aliyun SDKs (docs/protocol.md, uploads).
+        raise bad_request("attachment_via_rest", "send a message with an attachment with "
+                                                 "POST /v1/conversations/{conversation_id}/messages")
     if identity.is_agent:
         _check_agent_rate(connection_id)
     return messages.send(identity, frame, sender_connection=connection_id)

@@ -37,9 +37,10 @@ def signing_key() -> str:
     cfg = settings()
     if cfg.token_secret:
         return cfg.token_secret
-    if cfg.token_secret_problem not in _said_why:  # once per warm function, not once per request
-        _said_why.add(cfg.token_secret_problem)
-        log.error("no token secret: %s; refusing to issue or accept tokens", cfg.token_secret_problem)
+    problem = cfg.missing_secret_reason("KEFU_TOKEN_SECRET")
+    if problem not in _said_why:  # once per warm function, not once per request
+        _said_why.add(problem)
+        log.error("no token secret: %s; refusing to issue or accept tokens", problem)
     raise KefuError("misconfigured", "the service is not configured to sign tokens", 503)
 
 

@@ -146,7 +146,7 @@ def policy(models: List[Any], prefix: str, stage: str, websocket_stage: str) -> 
             # Lambda sends a sweep run that failed twice here (its OnFailure destination).
             {"Sid": "SweepDeadLetters", "Effect": "Allow", "Action": ["sqs:SendMessage"],
              "Resource": [{"Fn::GetAtt": ["SweepDeadLetterQueue", "Arn"]}]},
-            {"Sid": "Secrets", "Effect": "Allow", "Action": ["ssm:GetParameters"],
+            {"Sid": "Secrets", "Effect": "Allow", "Action": ["ssm:GetParameter"],
              "Resource": [{"Fn::Sub": f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter/kefu/{stage}/{name}"}
                           for name in ("token-secret", "aliyun-access-key-secret")]},
         ],

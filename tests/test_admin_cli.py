@@ -35,22 +35,3 @@ def test_admin_cli_reports_errors_with_codes(aws, capsys):
     main(["create-agent", "--site", "s1", "--email", "a@b.c", "--name", "A", "--password", "12345678"])
     assert main(["create-agent", "--site", "s1", "--email", "a@b.c", "--name", "A", "--password", "12345678"]) == 2
     assert "agent_exists" in capsys.readouterr().err
-
-
-def test_secrets_come_from_ssm_when_named(aws, monkeypatch):
-    import boto3
-
-    from chalicelib.config import settings
-
-    ssm = boto3.client("ssm", region_name="us-east-1")
-    ssm.put_parameter(Name="/kefu/test/token-secret", Value="from-ssm-0123456789", Type="SecureString")
-    ssm.put_parameter(Name="/kefu/test/aliyun", Value="aliyun-from-ssm", Type="SecureString")
-    monkeypatch.delenv("KEFU_TOKEN_SECRET", raising=False)
-    monkeypatch.setenv("KEFU_TOKEN_SECRET_PARAM", "/kefu/test/token-secret")
-    monkeypatch.setenv("KEFU_ALIYUN_ACCESS_KEY_SECRET_PARAM", "/kefu/test/aliyun")
-    settings.cache_clear()
-    try:
-        assert settings().token_secret == "from-ssm-0123456789"
-        assert settings().aliyun_access_key_secret == "aliyun-from-ssm"
-    finally:
-        settings.cache_clear()

@@ -12,7 +12,7 @@ import pytest
 from moto import mock_aws
 
 from infra import build
-from infra.package import package
+from infra.package import LAYER_ZIP, package, unpack
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MANAGEMENT_PATH = re.compile(
@@ -49,6 +49,8 @@ def transformed(packaged, tmp_path_factory):
     for resource in template["Resources"].values():
         if resource["Type"] == "AWS::Serverless::Function":
             resource["Properties"]["CodeUri"] = "s3://bucket/deployment.zip"  # what `cloudformation package` does
+        if resource["Type"] == "AWS::Serverless::LayerVersion":
+            resource["Properties"]["ContentUri"] = "s3://bucket/upload-layer.zip"
     result = transform(template, {}, NoManagedPolicies())
     path = tmp_path_factory.mktemp("transformed") / "template.json"
     path.write_text(json.dumps(result))
@@ -116,7 +118,7 @@ def test_role_grants_no_wildcard_beyond_the_management_api(packaged):
     assert actions == {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                        "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem",
                        "dynamodb:Query", "execute-api:ManageConnections", "logs:CreateLogStream",
-                       "logs:PutLogEvents", "ssm:GetParameters", "sqs:SendMessage"}
+                       "logs:PutLogEvents", "ssm:GetParameter", "sqs:SendMessage"}
     # X-Ray has no resource-level permissions: its two write actions on "*", only when Tracing=Active.
     conditional = [p for p in template["Resources"]["DefaultRole"]["Properties"]["Policies"] if "Fn::If" in p]
     assert len(conditional) == 1
@@ -247,6 +249,89 @@ def test_zip_is_small_and_imports_like_lambda(packaged):
     assert report["files_removed"] > 1000  # botocore and friends are the runtime's, not ours
     assert report["zip_bytes"] < report["zip_bytes_before_strip"] / 2
     assert set(report["import_ms"]) == {"chat functions (import app)", "upload path (attachments, oss2, STS SDK)"}
+
+
+UPLOAD_ONLY = ("cryptography", "oss2", "aliyunsdkcore", "aliyunsdksts", "aliyunsdkkms", "Crypto", "requests",
+               "charset_normalizer", "cffi")
+
+
+def _tops(zip_path, prefix=""):
+    import zipfile
+
+    with zipfile.ZipFile(zip_path) as archive:
+        return {name[len(prefix):].split("/", 1)[0] for name in archive.namelist() if name.startswith(prefix)}
+
+
+def test_chat_zip_is_under_1_mb_without_the_upload_libraries(packaged):
+    out, report, _ = packaged
+    chat, layer = _tops(out / "package" / "deployment.zip"), _tops(out / "package" / LAYER_ZIP, "python/")
+    assert not [top for top in chat if top.split("-")[0].split(".")[0] in UPLOAD_ONLY], sorted(chat)
+    assert {"app.py", "chalicelib", "pynamodb", "jwt", "chalice"} <= chat
+    assert set(UPLOAD_ONLY) <= layer
+    assert report["zip_bytes"] <= 1_000_000 and (out / "package" / "deployment.zip").stat().st_size <= 1_000_000
+
+
+def test_the_upload_layer_is_attached_to_the_rest_function_alone(packaged, transformed):
+    resources = packaged[2]["Resources"]
+    layer = resources["UploadLibraries"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Properties"]["ContentUri"] == f"./{LAYER_ZIP}"
+    runtimes = {r["Properties"]["Runtime"] for r in resources.values() if r["Type"] == "AWS::Serverless::Function"}
+    assert layer["Properties"]["CompatibleRuntimes"] == sorted(runtimes)
+    with_layers = {name: r["Properties"].get("Layers") for name, r in transformed[1]["Resources"].items()
+                   if r["Type"] == "AWS::Lambda::Function"}
+    assert {name for name, layers in with_layers.items() if layers} == {"APIHandler"}
+    assert len(with_layers["APIHandler"]) == 1
+    assert len(with_layers) == 5  # connect, message, disconnect, the sweep, REST
+
+
+def test_modules_ship_precompiled_for_the_runtimes_python(packaged):
+    import zipfile
+
+    out, report, template = packaged
+    runtime = {r["Properties"]["Runtime"] for r in template["Resources"].values()
+               if r["Type"] == "AWS::Serverless::Function"}.pop()
+    tag = "cpython-" + runtime.removeprefix("python").replace(".", "")
+    assert report["pyc_tag"] == tag
+    with zipfile.ZipFile(out / "package" / "deployment.zip") as archive:
+        names = set(archive.namelist())
+    for module in ("app", "chalicelib/protocol", "pynamodb/models", "jwt/api_jwt", "chalice/app"):
+        folder, _, stem = module.rpartition("/")
+        assert f"{folder + '/' if folder else ''}__pycache__/{stem}.{tag}.pyc" in names, module
+
+
+# Runs in an interpreter that sees only the chat functions' code and the runtime's libraries: PyJWT
+# signs and checks HS256 without cryptography, and a message with an attachment is shown without oss2.
+CHAT_PATH_PROBE = """
+import sys, jwt, app
+from chalicelib import messages, protocol
+from chalicelib.models import Message
+token = jwt.encode({"sub": "v1"}, "k" * 32, algorithm="HS256")
+assert jwt.decode(token, "k" * 32, algorithms=["HS256"])["sub"] == "v1"
+view = messages.message_view(Message("c1", "m1", message_id="x", sender_role="visitor", sender_id="v1",
+    attachment={"key": "uploads/s/c/0123456789abcdef/a.png", "name": "a.png", "size": 3,
+                "content_type": "image/png"}, created_at=1))
+assert "url" not in view["attachment"], view
+try:
+    import oss2
+except ImportError:
+    pass
+else:
+    raise SystemExit("oss2 is importable by the chat functions")
+print(sorted(m for m in ("cryptography", "oss2", "aliyunsdkcore", "requests") if m in sys.modules))
+"""
+
+
+def test_the_websocket_path_runs_without_cryptography_or_oss2(packaged, tmp_path):
+    out, _, _ = packaged
+    dirs = unpack(out / "package", tmp_path)
+    result = subprocess.run([sys.executable, "-I", "-S", "-B", "-c",
+                             f"import sys; sys.path[:0] = {[str(dirs['code']), str(dirs['runtime'])]!r}\n"
+                             + CHAT_PATH_PROBE],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                            env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def _create_from_template(resource):

@@ -548,8 +548,9 @@
   };
 
   // send and sync over whichever transport is up; `via` sends as an earlier identity (after identify or reset).
+  // A message with an attachment always goes over REST: only the REST function attaches uploads.
   Widget.prototype.call = function (frame, via) {
-    if (!via && this.mode !== 'rest') return this.request(frame);
+    if (!via && this.mode !== 'rest' && !frame.attachment) return this.request(frame);
     var path = '/v1/conversations/{c}/messages';
     if (frame.action === 'sync') return this.api('GET', path + '?after_seq=' + frame.after_seq, null, via);
     return this.api('POST', path, { client_msg_id: frame.client_msg_id, text: frame.text, attachment: frame.attachment }, via);

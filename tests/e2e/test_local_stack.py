@@ -152,14 +152,18 @@ def test_visitor_uploads_an_image_and_the_agent_gets_a_signed_link(stack):
     upload = requests.post(grant["url"], data=grant["fields"],
                            files={"file": ("cat.png", image, "image/png")}, timeout=10)
     assert upload.status_code == 201, upload.text
-    ack = visitor_ws.request({"action": "send", "conversation_id": cid, "client_msg_id": "img1", "attachment": {
-        "key": grant["key"], "name": "cat picture.png", "size": len(image), "content_type": "image/png"}})
-    assert ack["type"] == "ack", ack
+    attachment = {"key": grant["key"], "name": "cat picture.png", "size": len(image), "content_type": "image/png"}
+    refused = visitor_ws.request({"action": "send", "conversation_id": cid, "client_msg_id": "img1",
+                                  "attachment": attachment})
+    assert refused["code"] == "attachment_via_rest"  # only the REST function attaches uploads
+    ack = stack.rest("POST", f"/v1/conversations/{cid}/messages", token=visitor["token"],
+                     json={"client_msg_id": "img1", "attachment": attachment})
+    assert ack.status_code == 200 and ack.json()["type"] == "ack", ack.text
     message = agent_ws.wait_type("message", conversation_id=cid)
     assert message["attachment"]["name"] == "cat picture.png" and message["attachment"]["size"] == len(image)
-    assert requests.get(message["attachment"]["url"], timeout=10).content == image
+    assert "url" not in message["attachment"]  # signed by the REST route, never on the WebSocket path
     fresh = stack.rest("GET", f"/v1/conversations/{cid}/attachments/url", token=agent["token"],
-                       params={"key": grant["key"]})
+                       params={"key": message["attachment"]["key"]})
     assert requests.get(fresh.json()["url"], timeout=10).content == image
 
 
@@ -180,13 +184,13 @@ def test_upload_refusals_over_http(stack):
     for body, status, code in cases:
         response = stack.rest("POST", "/v1/uploads", token=visitor["token"], json=body)
         assert (response.status_code, response.json()["code"]) == (status, code), body
-    ws = ChatClient(stack.ws_url(visitor["token"]), origin=stack.base)
     grant = stack.rest("POST", "/v1/uploads", token=visitor["token"], json={
         "conversation_id": cid, "file_name": "a.png", "content_type": "image/png", "size": 10}).json()
-    not_uploaded = ws.request({"action": "send", "conversation_id": cid, "client_msg_id": "n1", "attachment": {
+    messages = f"/v1/conversations/{cid}/messages"
+    not_uploaded = stack.rest("POST", messages, token=visitor["token"], json={"client_msg_id": "n1", "attachment": {
         "key": grant["key"], "name": "a.png", "size": 10, "content_type": "image/png"}})
-    assert not_uploaded["code"] == "attachment_not_uploaded"
-    forged = ws.request({"action": "send", "conversation_id": cid, "client_msg_id": "n2", "attachment": {
+    assert (not_uploaded.status_code, not_uploaded.json()["code"]) == (400, "attachment_not_uploaded")
+    forged = stack.rest("POST", messages, token=visitor["token"], json={"client_msg_id": "n2", "attachment": {
         "key": "uploads/demo/elsewhere/0123456789abcdef/a.png", "name": "a.png", "size": 10,
         "content_type": "image/png"}})
-    assert forged["code"] == "attachment_not_granted"
+    assert (forged.status_code, forged.json()["code"]) == (403, "attachment_not_granted")

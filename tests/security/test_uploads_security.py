@@ -49,9 +49,12 @@ def _upload(harness, token, cid, name, content_type, body):
     return grant.json_body
 
 
-def _send(harness, conn, cid, client_msg_id, attachment):
-    return harness.reply(conn, {"action": "send", "conversation_id": cid, "client_msg_id": client_msg_id,
-                                "attachment": attachment})
+def _send(harness, who, cid, client_msg_id, attachment):
+    """A message with an attachment as clients send it, over REST (the WebSocket refuses them): the
+    ack, or the error as an error frame carries it."""
+    response = harness.rest("POST", f"/v1/conversations/{cid}/messages",
+                            {"client_msg_id": client_msg_id, "attachment": attachment}, token=who["token"])
+    return response.json_body if response.status_code == 200 else {"type": "error", **response.json_body}
 
 
 def _declared(grant, name, body, content_type):
@@ -82,7 +85,7 @@ def chat(harness, standins):  # noqa: F811
 def test_size_and_type_are_the_stored_objects_not_the_declared_ones(harness, chat):
     cid, token = chat.visitor["conversation_id"], chat.visitor["token"]
     grant = _upload(harness, token, cid, "notes.txt", "text/plain", TEXT)
-    ack = _send(harness, chat.visitor_conn, cid, "m1", {
+    ack = _send(harness, chat.visitor, cid, "m1", {
         "key": grant["key"], "name": "holiday.jpg", "size": 10, "content_type": "image/jpeg"})
     assert ack["type"] == "ack", ack
     stored = _stored(cid, "m1")
@@ -107,11 +110,11 @@ def test_an_object_outside_the_sites_policy_is_not_attached(harness, chat):
     picture = _upload(harness, token, cid, "cat.png", "image/png", PNG)
     site = Site.get(chat.site.site_id)
     site.update(actions=[Site.upload_types.set(["image/*"])])  # the site's policy changed meanwhile
-    refused = _send(harness, chat.visitor_conn, cid, "t1", {"key": text["key"], "name": "notes.png",
+    refused = _send(harness, chat.visitor, cid, "t1", {"key": text["key"], "name": "notes.png",
                                                             "size": 10, "content_type": "image/png"})
     assert (refused["type"], refused.get("code")) == ("error", "attachment_type_not_allowed")
     site.update(actions=[Site.upload_max_bytes.set(100)])
-    too_big = _send(harness, chat.visitor_conn, cid, "p1", {"key": picture["key"], "name": "cat.png",
+    too_big = _send(harness, chat.visitor, cid, "p1", {"key": picture["key"], "name": "cat.png",
                                                             "size": 10, "content_type": "image/png"})
     assert (too_big["type"], too_big.get("code")) == ("error", "attachment_too_large")
     assert not _exists(cid, "t1") and not _exists(cid, "p1")
@@ -128,7 +131,7 @@ def test_an_object_outside_the_sites_policy_is_not_attached(harness, chat):
 def test_file_names_lose_control_and_bidi_characters(harness, chat, given, shown):
     cid, token = chat.visitor["conversation_id"], chat.visitor["token"]
     grant = _upload(harness, token, cid, given, "application/pdf", PDF)
-    ack = _send(harness, chat.visitor_conn, cid, "n1", {"key": grant["key"], "name": given,
+    ack = _send(harness, chat.visitor, cid, "n1", {"key": grant["key"], "name": given,
                                                         "size": len(PDF), "content_type": "application/pdf"})
     assert ack["type"] == "ack", ack
     assert _stored(cid, "n1")["name"] == shown
@@ -168,12 +171,12 @@ def test_an_upload_granted_before_the_close_is_attachable_only_if_the_send_reope
     visitor_id = chat.visitor["visitor_id"]
     other = conversations.open_for_visitor(Site.get(chat.site.site_id), Visitor.get(chat.site.site_id, visitor_id))
     assert other.conversation_id != cid
-    refused = _send(harness, chat.visitor_conn, cid, "v1", _declared(moved_on, "late.png", PNG, "image/png"))
+    refused = _send(harness, chat.visitor, cid, "v1", _declared(moved_on, "late.png", PNG, "image/png"))
     assert (refused["type"], refused.get("code")) == ("error", "conversation_closed")
     assert Message.count(other.conversation_id) == 0
 
     # An agent cannot attach to a closed conversation: nothing moves out of the pending prefix.
-    refused = _send(harness, chat.agent_conn, cid, "a1", _declared(agents, "price-list.pdf", PDF, "application/pdf"))
+    refused = _send(harness, chat.agent, cid, "a1", _declared(agents, "price-list.pdf", PDF, "application/pdf"))
     assert (refused["type"], refused.get("code")) == ("error", "conversation_closed")
     assert uploads.object_size(agents["key"]) == len(PDF)
     assert uploads.object_size(agents["key"].replace("uploads/pending/", "uploads/")) is None
@@ -182,10 +185,9 @@ def test_an_upload_granted_before_the_close_is_attachable_only_if_the_send_reope
     # upload is attached (see docs/protocol.md, "Closed is not a dead end").
     Visitor.get(chat.site.site_id, visitor_id).update(actions=[Visitor.conversation_id.set(cid)])
     other.update(actions=[type(other).status.set("closed")])
-    frames = harness.frame(chat.visitor_conn, {"action": "send", "conversation_id": cid, "client_msg_id": "v2",
-                                               "attachment": _declared(reopening, "later.png", PNG, "image/png")})
-    assert [f.get("event") or f["type"] for f in frames] == ["reopened", "ack"], frames
-    assert frames[-1]["conversation_id"] == cid
+    ack = _send(harness, chat.visitor, cid, "v2", _declared(reopening, "later.png", PNG, "image/png"))
+    assert (ack["type"], ack["conversation_id"]) == ("ack", cid), ack
+    assert harness.mgmt.of_type(chat.visitor_conn, "conversation")[-1]["event"] == "reopened"
     assert _stored(cid, "v2")["size"] == len(PNG)
 
 
@@ -195,22 +197,21 @@ def test_downloads_carry_content_disposition_and_nosniff(harness, chat):
     cid, token = chat.visitor["conversation_id"], chat.visitor["token"]
     document = _upload(harness, token, cid, "Quote 2024 \u62a5\u4ef7.pdf", "application/pdf", b"%PDF-1.4 quote")
     picture = _upload(harness, token, cid, "cat.png", "image/png", PNG)
-    _send(harness, chat.visitor_conn, cid, "d1", _declared(document, "Quote.pdf", b"%PDF-1.4 quote", "application/pdf"))
-    _send(harness, chat.visitor_conn, cid, "d2", _declared(picture, "cat.png", PNG, "image/png"))
+    _send(harness, chat.visitor, cid, "d1", _declared(document, "Quote.pdf", b"%PDF-1.4 quote", "application/pdf"))
+    _send(harness, chat.visitor, cid, "d2", _declared(picture, "cat.png", PNG, "image/png"))
     pushed = {m["client_msg_id"]: m["attachment"] for m in harness.mgmt.of_type(chat.agent_conn, "message")}
     expected = {"d1": "attachment; filename*=UTF-8''Quote%202024%20%E6%8A%A5%E4%BB%B7.pdf", "d2": "inline"}
     for client_msg_id, disposition in expected.items():
-        url = pushed[client_msg_id]["url"]
-        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
-        assert query["response-content-disposition"] == disposition
-        got = requests.get(url, timeout=10)
-        assert got.status_code == 200
-        assert got.headers["Content-Disposition"] == disposition
-        assert got.headers["X-Content-Type-Options"] == "nosniff"
+        assert "url" not in pushed[client_msg_id]  # signing needs oss2: the REST route below alone
         fresh = harness.rest("GET", f"/v1/conversations/{cid}/attachments/url?key="
                              + urllib.parse.quote(pushed[client_msg_id]["key"]), token=chat.agent["token"])
         assert fresh.status_code == 200, fresh.json_body
-        assert requests.get(fresh.json_body["url"], timeout=10).headers["Content-Disposition"] == disposition
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(fresh.json_body["url"]).query))
+        assert query["response-content-disposition"] == disposition
+        got = requests.get(fresh.json_body["url"], timeout=10)
+        assert got.status_code == 200
+        assert got.headers["Content-Disposition"] == disposition
+        assert got.headers["X-Content-Type-Options"] == "nosniff"
 
 
 # ---- uploads never attached expire ---------------------------------------------------------
@@ -231,7 +232,7 @@ def test_uploads_never_attached_expire_under_the_lifecycle_rule(harness, chat, s
     cid, token = chat.visitor["conversation_id"], chat.visitor["token"]
     abandoned = _upload(harness, token, cid, "abandoned.png", "image/png", PNG)
     kept = _upload(harness, token, cid, "kept.png", "image/png", PNG)
-    assert _send(harness, chat.visitor_conn, cid, "k1", _declared(kept, "kept.png", PNG, "image/png"))["type"] == "ack"
+    assert _send(harness, chat.visitor, cid, "k1", _declared(kept, "kept.png", PNG, "image/png"))["type"] == "ack"
     kept_key = _stored(cid, "k1")["key"]
     assert not kept_key.startswith("uploads/pending/") and uploads.object_size(kept["key"]) is None
 
@@ -242,7 +243,7 @@ def test_uploads_never_attached_expire_under_the_lifecycle_rule(harness, chat, s
     clock.offset = 0
     assert uploads.object_size(abandoned["key"]) is None
     assert uploads.object_size(kept_key) == len(PNG)
-    late = _send(harness, chat.visitor_conn, cid, "k2", _declared(abandoned, "abandoned.png", PNG, "image/png"))
+    late = _send(harness, chat.visitor, cid, "k2", _declared(abandoned, "abandoned.png", PNG, "image/png"))
     assert (late["type"], late.get("code")) == ("error", "attachment_not_uploaded")
 
 
@@ -324,3 +325,17 @@ def test_concurrent_grants_never_exceed_a_quota(aws, monkeypatch):
     with ThreadPoolExecutor(max_workers=6) as pool:
         outcomes = list(pool.map(grant, visitors))
     assert sorted(outcomes) == ["granted"] * 5 + ["rate_limited"] * 7
+
+
+def test_the_websocket_refuses_attachments_and_points_to_rest(harness, chat):
+    """Attaching needs oss2, which only the REST function carries: a `send` frame with an attachment
+    gets a typed error, stores nothing, and the same message over REST is attached."""
+    cid, token = chat.visitor["conversation_id"], chat.visitor["token"]
+    picture = _upload(harness, token, cid, "cat.png", "image/png", PNG)
+    refused = harness.reply(chat.visitor_conn, {"action": "send", "conversation_id": cid, "client_msg_id": "w1",
+                                                "attachment": _declared(picture, "cat.png", PNG, "image/png")})
+    assert (refused["type"], refused.get("code")) == ("error", "attachment_via_rest")
+    assert not _exists(cid, "w1")
+    assert _send(harness, chat.visitor, cid, "w1", _declared(picture, "cat.png", PNG, "image/png"))["type"] == "ack"
+    pushed = harness.mgmt.of_type(chat.agent_conn, "message")[-1]["attachment"]
+    assert pushed == {"key": _stored(cid, "w1")["key"], "name": "cat.png", "size": len(PNG), "content_type": "image/png"}

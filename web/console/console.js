@@ -512,8 +512,11 @@
     state.sending = true;
     var frame = { action: 'send', conversation_id: item.conversation_id, client_msg_id: item.client_msg_id };
     if (item.text) frame.text = item.text;
-    if (item.attachment) frame.attachment = item.attachment;
-    request(frame).then(function (ack) {
+    // A message with an attachment goes over REST: only the REST function attaches uploads.
+    var sent = item.attachment ? api('POST', '/v1/conversations/' + encodeURIComponent(item.conversation_id) +
+      '/messages', { client_msg_id: item.client_msg_id, text: item.text || undefined, attachment: item.attachment })
+      : request(frame);
+    sent.then(function (ack) {
       state.sending = false;
       acked(ack, item);
       flushOutbox();
@@ -522,7 +525,7 @@
       if (err.code && RETRY.indexOf(err.code) < 0) {
         item.failed = err.code === 'conversation_closed' ? 'the conversation is closed' : (err.message || err.code);
         saveOutbox(); renderMessages(); flushOutbox();
-      } else if (err.code) {
+      } else if (err.code || item.attachment) {
         setTimeout(flushOutbox, 2000);
       }  // no socket: flushed after the reconnect's catch-up
     });
