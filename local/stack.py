@@ -1,13 +1,16 @@
 """The whole product on one machine: `make run` / `python -m local`.
 
 Starts, on loopback and with no cloud account:
-- an embedded DynamoDB-compatible store (moto's server, in-process; or --dynamodb-endpoint),
-  with the tables created from chalicelib/models.py, the same definitions infra/ deploys;
+- an embedded DynamoDB-compatible store (dynalite in a Node child process, local/embedded_store.py;
+  or --store moto, or --dynamodb-endpoint), with the tables created from chalicelib/models.py, the
+  same definitions infra/ deploys;
 - the OSS and STS stand-ins for uploads;
 - the API Gateway stand-in (local/gateway.py) in front of the real Chalice app: WebSocket
   routes, REST routes, the Management API and the scheduled sweep, on one port;
 - the static pages (widget, agent console, demo shop) and GET /local/info.
-Then seeds a demo site and agent and prints where to go.
+Then seeds a demo site and agent and prints where to go. The tables, uploaded files and token
+secret live in the data folder (--data-dir, default local-data/; local/data_dir.py), so a restart
+goes on where the last run stopped.
 """
 from __future__ import annotations
 
@@ -18,9 +21,13 @@ import os
 import pathlib
 import secrets
 import socket
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
+
+from local.data_dir import DEFAULT_DATA_DIR, DYNAMODB, OSS, TOKEN_SECRET, open_data_dir
+from local.embedded_store import STORES, StoreUnavailable
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 WEB = ROOT / "web"
@@ -46,7 +53,8 @@ class StackOptions:
     port: int = 8000
     stage: str = "dev"
     dynamodb_endpoint: Optional[str] = None
-    data_dir: Optional[str] = None
+    store: str = "dynalite"
+    data_dir: Optional[str] = None  # None: nothing kept (in-memory store, temporary upload folder)
     app: str = "app:app"
     idle_timeout: float = 600
     max_connection_seconds: float = 7200
@@ -62,8 +70,10 @@ class Stack:
         opts = self.options
         port = opts.port or free_port(opts.host)
         base = f"http://{opts.host}:{port}"
+        data_dir = pathlib.Path(opts.data_dir).resolve() if opts.data_dir else None
+        existing_data = open_data_dir(data_dir) if data_dir else False
         _cloud_defaults(opts.data_dir)
-        dynamodb_endpoint = opts.dynamodb_endpoint or self._start_embedded_dynamodb()
+        dynamodb_endpoint = opts.dynamodb_endpoint or self._start_embedded_dynamodb(data_dir)
         standins = self._start_upload_standins()
         os.environ.update({
             "KEFU_DYNAMODB_ENDPOINT": dynamodb_endpoint,
@@ -94,6 +104,9 @@ class Stack:
             "demo_url": f"{base}/demo/",
             "console_url": f"{base}/console/",
             "dynamodb_endpoint": dynamodb_endpoint,
+            "store": "external" if opts.dynamodb_endpoint else opts.store,
+            "data_dir": str(data_dir) if data_dir else None,
+            "existing_data": existing_data,
             "table_prefix": settings().table_prefix,
             "region": settings().region,
             "oss_endpoint": standins.oss_endpoint,
@@ -103,22 +116,21 @@ class Stack:
         }
         return self.info
 
-    def _start_embedded_dynamodb(self) -> str:
-        from moto.server import ThreadedMotoServer
+    def _start_embedded_dynamodb(self, data_dir: Optional[pathlib.Path]) -> str:
+        from local.embedded_store import start_store
 
-        from local import atomic_moto
-
-        atomic_moto.install()
-        port = free_port(self.options.host)
-        server = ThreadedMotoServer(ip_address=self.options.host, port=port, verbose=False)
-        server.start()
-        self._stoppers.append(server.stop)
-        return f"http://{self.options.host}:{port}"
+        # Loopback whatever --host says: the store has no authentication.
+        store = start_store(self.options.store, "127.0.0.1", data_dir / DYNAMODB if data_dir else None)
+        self._stoppers.append(store.stop)
+        if self.options.store == "moto" and data_dir:
+            log.warning("--store moto keeps the tables in memory: they are gone when the stack stops")
+        return store.endpoint
 
     def _start_upload_standins(self) -> Any:
         from local.oss_standin import start_standins
 
-        storage = self.options.data_dir or tempfile.mkdtemp(prefix="kefu-oss-")
+        data_dir = self.options.data_dir
+        storage = str(pathlib.Path(data_dir) / OSS) if data_dir else tempfile.mkdtemp(prefix="kefu-oss-")
         secret = secrets.token_hex(16)
         os.environ["KEFU_ALIYUN_ACCESS_KEY_ID"] = LOCAL_ACCESS_KEY_ID
         os.environ["KEFU_ALIYUN_ACCESS_KEY_SECRET"] = secret
@@ -202,7 +214,7 @@ def _local_token_secret(data_dir: Optional[str]) -> str:
     folder so tokens survive a restart that keeps the data."""
     if data_dir is None:
         return secrets.token_hex(32)
-    path = pathlib.Path(data_dir) / "token-secret"
+    path = pathlib.Path(data_dir) / TOKEN_SECRET
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
@@ -210,16 +222,30 @@ def _local_token_secret(data_dir: Optional[str]) -> str:
     return path.read_text().strip()
 
 
+def data_line(info: Dict[str, Any]) -> str:
+    """Where the data lives, and whether this run went on from an earlier one."""
+    data_dir = info.get("data_dir")
+    if not data_dir:
+        return "nothing is kept: no --data-dir"
+    if info.get("store") == "moto":
+        return f"uploads and token secret in {data_dir}; tables in memory (--store moto): gone on stop"
+    if info.get("existing_data"):
+        return f"using existing data in {data_dir} (make reset starts fresh)"
+    return f"fresh data in {data_dir}"
+
+
 def banner(info: Dict[str, Any]) -> str:
     return "\n".join([
         "",
         "Kefu is running locally.",
+        f"  Data:                       {data_line(info)}",
         f"  Demo shop (visitor widget): {info['demo_url']}",
         f"  Agent console:              {info['console_url']}",
         f"    site id {info['site_id']}, email {info['agent_email']}, password {info['agent_password']}",
         f"  WebSocket API:              {info['websocket_url']}",
         f"  REST API:                   {info['api_url']}",
         f"  Management API:             {info['management_endpoint']}",
+        f"  DynamoDB:                   {info['dynamodb_endpoint']} ({info['store']})",
         f"  Machine-readable:           {info['demo_url'].rsplit('/demo/', 1)[0]}/local/info",
         "Ctrl-C stops everything.",
         "",
@@ -233,13 +259,18 @@ def parse_args(argv: Optional[List[str]] = None) -> StackOptions:
                         help="0 picks a free port")
     parser.add_argument("--stage", default="dev")
     parser.add_argument("--dynamodb-endpoint", help="use this DynamoDB (DynamoDB Local, dynalite, AWS) instead of the embedded store")
-    parser.add_argument("--data-dir", help="where the OSS stand-in keeps uploaded files (default: a temporary folder)")
+    parser.add_argument("--store", choices=STORES, default="dynalite",
+                        help="the embedded store: dynalite (Node, kept in --data-dir; default) or moto (in memory)")
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
+                        help="where the tables, uploaded files and token secret are kept across restarts "
+                             "(default: %(default)s; `make reset` deletes it)")
     parser.add_argument("--app", default="app:app", help="the Chalice app to serve, module:attribute")
     parser.add_argument("--idle-timeout", type=float, default=600, help="API Gateway closes idle sockets after this (s)")
     parser.add_argument("--max-connection-seconds", type=float, default=7200)
     args = parser.parse_args(argv)
     return StackOptions(host=args.host, port=args.port, stage=args.stage,
-                        dynamodb_endpoint=args.dynamodb_endpoint, data_dir=args.data_dir, app=args.app,
+                        dynamodb_endpoint=args.dynamodb_endpoint, store=args.store, data_dir=args.data_dir,
+                        app=args.app,
                         idle_timeout=args.idle_timeout, max_connection_seconds=args.max_connection_seconds)
 
 
@@ -251,7 +282,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     for noisy in ("werkzeug", "botocore", "urllib3", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     stack = Stack(parse_args(argv))
-    info = stack.start()
+    try:
+        info = stack.start()
+    except StoreUnavailable as exc:
+        stack.stop()
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(1)
     print(banner(info), flush=True)
     print("LOCAL_INFO " + json.dumps(info), flush=True)
     stopped = threading.Event()
