@@ -6,7 +6,7 @@ import sys
 
 # bench.chaos last: the full run takes minutes (a local stack, 50 visitors, 3 agents) and exits
 # non-zero when a message was lost, duplicated or never seen.
-BENCHMARKS = ["bench.widget_size", "bench.cost", "bench.sweep_reads", "bench.chaos"]
+BENCHMARKS = ["bench.widget_size", "bench.cost", "bench.sweep_reads", "bench.local_store", "bench.chaos"]
 
 if __name__ == "__main__":
     for name in BENCHMARKS:
