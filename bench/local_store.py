@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import pathlib
 import platform
 import statistics
@@ -131,6 +132,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200, help="timed calls per operation")
     parser.add_argument("--sends", type=int, default=100, help="timed full sends per store")
     args = parser.parse_args()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
     stores = {store: measure(store, args.rounds, args.sends) for store in ("dynalite", "moto")}
     ratios = {name: round(stores["dynalite"]["operations"][name]["p50_ms"] / figures["p50_ms"], 2)
               for name, figures in stores["moto"]["operations"].items()}

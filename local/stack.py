@@ -122,8 +122,6 @@ class Stack:
         # Loopback whatever --host says: the store has no authentication.
         store = start_store(self.options.store, "127.0.0.1", data_dir / DYNAMODB if data_dir else None)
         self._stoppers.append(store.stop)
-        if self.options.store == "moto" and data_dir:
-            log.warning("--store moto keeps the tables in memory: they are gone when the stack stops")
         return store.endpoint
 
     def _start_upload_standins(self) -> Any:
@@ -157,8 +155,8 @@ class Stack:
 
         try:
             sites.create_site("Demo Shop", [base], site_id=DEMO_SITE_ID)
-        except KefuError:
-            pass  # an existing store (--dynamodb-endpoint) keeps its demo site
+        except KefuError:  # kept from an earlier run (the data folder, --dynamodb-endpoint)
+            _serve_demo_site_at(base)
         try:
             sites.create_agent(DEMO_SITE_ID, DEMO_AGENT_EMAIL, DEMO_AGENT_PASSWORD, "Demo Agent")
         except KefuError:
@@ -198,6 +196,16 @@ class Stack:
                 log.exception("stopping %s", stop)
 
 
+def _serve_demo_site_at(base: str) -> None:
+    """A kept demo site answers the demo page at this run's address (the port may have changed)."""
+    from chalicelib import sites
+    from chalicelib.models import Site
+
+    site = sites.get_site(DEMO_SITE_ID)
+    if site.allowed_origins != [base]:
+        site.update(actions=[Site.allowed_origins.set([base])])
+
+
 def _cloud_defaults(data_dir: Optional[str]) -> None:
     """Values a cloud deployment gets from its account; locally any will do."""
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
@@ -229,6 +237,8 @@ def data_line(info: Dict[str, Any]) -> str:
         return "nothing is kept: no --data-dir"
     if info.get("store") == "moto":
         return f"uploads and token secret in {data_dir}; tables in memory (--store moto): gone on stop"
+    if info.get("store") == "external":
+        return f"uploads and token secret in {data_dir}; tables in {info['dynamodb_endpoint']}"
     if info.get("existing_data"):
         return f"using existing data in {data_dir} (make reset starts fresh)"
     return f"fresh data in {data_dir}"

@@ -43,6 +43,7 @@ def test_a_site_made_with_the_admin_cli_survives_a_restart_until_reset(tmp_path)
         assert second.info["existing_data"] is True
         assert f"using existing data in {data}" in second.log_text()
         assert kept_site_session(second) == 200
+        assert second.visitor()["token"]  # the kept demo site answers the demo page on this run's port
         assert admin(second, "snippet", "--site", "kept", "--script-url", "https://cdn.example/w.js").returncode == 0
         # The token secret is kept too: the agent's session from the first run is still good.
         assert second.rest("GET", "/v1/conversations", token=agent_token).status_code == 200
