@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import pathlib
 import platform
 import statistics
@@ -133,6 +134,7 @@ def main() -> None:
     parser.add_argument("--sends", type=int, default=100, help="timed full sends per store")
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
+    load_before = os.getloadavg()[0]  # the machine is shared: figures drift with its load
     stores = {store: measure(store, args.rounds, args.sends) for store in ("dynalite", "moto")}
     ratios = {name: round(stores["dynalite"]["operations"][name]["p50_ms"] / figures["p50_ms"], 2)
               for name, figures in stores["moto"]["operations"].items()}
@@ -141,6 +143,8 @@ def main() -> None:
         "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}",
         "dynalite_from": "local/dynalite/package-lock.json; moto in-process as the stack ran it (--store moto)",
         "rounds": args.rounds, "sends": args.sends,
+        "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2),
+                              "cores": os.cpu_count()},
         "stores": stores,
         "dynalite_to_moto_p50_ratio": ratios,
     }
