@@ -1,5 +1,6 @@
 # Kefu: `make run` starts the whole product locally; `make test` runs every test.
-# Both set up everything they need first (a virtualenv, and for browser tests Debian's chromium).
+# Both set up everything they need first (a virtualenv, Node.js with the local stack's DynamoDB,
+# and for browser tests Debian's chromium). `make reset` deletes the local stack's data.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -7,15 +8,26 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 STAMP  := $(VENV)/.installed
+DATA_DIR ?= local-data
+STORE_DIR := local/dynalite
+STORE_STAMP := $(STORE_DIR)/node_modules/.installed
 
-.PHONY: run test setup browser bench package deploy clean
+.PHONY: run test setup browser bench package deploy clean reset
 
-setup: $(STAMP)
+setup: $(STAMP) $(STORE_STAMP)
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
+	@touch $@
+
+# The local stack's DynamoDB, dynalite, runs on Node.js: Debian's nodejs and npm when missing, then
+# the packages locked in local/dynalite/package-lock.json.
+$(STORE_STAMP): $(STORE_DIR)/package.json $(STORE_DIR)/package-lock.json
+	@{ command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; } || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+	cd $(STORE_DIR) && npm ci --loglevel=error
 	@touch $@
 
 # Debian's chromium, for the Playwright browser tests (Playwright's own browser download cannot work
@@ -26,7 +38,11 @@ browser:
 
 # TEMPLATE=out/package/sam.json boots what `make package` built instead of the checkout.
 run: setup
-	$(PY) -m local --host $(HOST) --port $(PORT) $(if $(TEMPLATE),--template $(TEMPLATE))
+	$(PY) -m local --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) $(if $(TEMPLATE),--template $(TEMPLATE))
+
+# Start the next `make run` fresh: its tables, uploads and token secret are deleted.
+reset:
+	$(PYTHON) -m local.data_dir reset $(DATA_DIR)
 
 test: setup browser
 	$(PY) -m pytest
@@ -52,4 +68,4 @@ deploy: package
 	aws cloudformation describe-stacks --stack-name $(STACK) --query "Stacks[0].Outputs" --output table
 
 clean:
-	rm -rf $(VENV) out test-output .pytest_cache
+	rm -rf $(VENV) out test-output .pytest_cache $(STORE_DIR)/node_modules

@@ -11,7 +11,7 @@ import sys
 # (a local stack, 50 visitors, 3 agents) and exits non-zero when a message was lost, duplicated or
 # never seen.
 BENCHMARKS = ["bench.widget_size", "bench.cost", "bench.scale_model", "bench.sweep_reads", "bench.cold_start",
-              "bench.chaos"]
+              "bench.local_store", "bench.chaos"]
 
 if __name__ == "__main__":
     for name in BENCHMARKS:

@@ -1,15 +1,18 @@
 """The whole product on one machine: `make run` / `python -m local`.
 
 Starts, on loopback and with no cloud account:
-- an embedded DynamoDB-compatible store (moto's server, in-process; or --dynamodb-endpoint),
-  with the tables created from chalicelib/models.py, the same definitions infra/ deploys;
+- an embedded DynamoDB-compatible store (dynalite in a Node child process, local/embedded_store.py;
+  or --store moto, or --dynamodb-endpoint), with the tables created from chalicelib/models.py, the
+  same definitions infra/ deploys;
 - the OSS and STS stand-ins for uploads;
 - the API Gateway stand-in (local/gateway.py) in front of the real Chalice app, under the stage
   `.chalice/config.json` deploys (api_gateway_stage, `api`): WebSocket routes, REST routes, the
   Management API and the scheduled sweep, on one port; each function runs in Lambda-like
   execution environments of its own (local/lambda_runtime.py), restarted when code changes;
 - the static pages (widget, agent console, demo shop) and GET /local/info.
-Then seeds a demo site and agent and prints where to go.
+Then seeds a demo site and agent and prints where to go. The tables, uploaded files and token
+secret live in the data folder (--data-dir, default local-data/; local/data_dir.py), so a restart
+goes on where the last run stopped.
 
 ``--template out/package/sam.json`` boots what `make package` built instead of the checkout: the
 functions (run from the unpacked deployment.zip), routes, stage, environment, schedules and tables
@@ -26,11 +29,14 @@ import pathlib
 import secrets
 import shutil
 import socket
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from local.lambda_runtime import DEFAULT_PER_FUNCTION, DEFAULT_TOTAL
+from local.data_dir import DEFAULT_DATA_DIR, DYNAMODB, OSS, TOKEN_SECRET, open_data_dir
+from local.embedded_store import STORES, StoreUnavailable
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 WEB = ROOT / "web"
@@ -57,7 +63,8 @@ class StackOptions:
     stage: Optional[str] = None  # the API Gateway stage; default: the Chalice stage's api_gateway_stage
     chalice_stage: str = "dev"   # whose settings in .chalice/config.json the functions get
     dynamodb_endpoint: Optional[str] = None
-    data_dir: Optional[str] = None
+    store: str = "dynalite"
+    data_dir: Optional[str] = None  # None: nothing kept (in-memory store, temporary upload folder)
     app: str = "app:app"
     idle_timeout: float = 600
     max_connection_seconds: float = 7200
@@ -72,6 +79,7 @@ class Stack:
     options: StackOptions
     info: Dict[str, Any] = field(default_factory=dict)
     _stoppers: List[Any] = field(default_factory=list)
+    _existing_data: bool = False
 
     def start(self) -> Dict[str, Any]:
         if self.options.template:
@@ -83,8 +91,9 @@ class Stack:
 
         deployment = deployment_from_chalice(str(ROOT), opts.app, opts.chalice_stage)
         stage = opts.stage or deployment.stage
+        data_dir = self._open_data_dir()
         _cloud_defaults(opts.data_dir)
-        dynamodb_endpoint = opts.dynamodb_endpoint or self._start_embedded_dynamodb()
+        dynamodb_endpoint = opts.dynamodb_endpoint or self._start_embedded_dynamodb(data_dir)
         standins = self._start_upload_standins()
         os.environ.update({
             "KEFU_DYNAMODB_ENDPOINT": dynamodb_endpoint,
@@ -107,10 +116,17 @@ class Stack:
         self.info = self._describe(gateway, base, dynamodb_endpoint, standins)
         return self.info
 
+    def _open_data_dir(self) -> Optional[pathlib.Path]:
+        data_dir = pathlib.Path(self.options.data_dir).resolve() if self.options.data_dir else None
+        self._existing_data = open_data_dir(data_dir) if data_dir else False
+        return data_dir
+
     def _describe(self, gateway: Any, base: str, dynamodb_endpoint: str, standins: Any) -> Dict[str, Any]:
         """What GET /local/info answers and the banner prints."""
         from chalicelib.config import settings
 
+        opts = self.options
+        data_dir = pathlib.Path(opts.data_dir).resolve() if opts.data_dir else None
         return {
             "websocket_url": gateway.websocket_url,
             "api_url": gateway.rest_url,
@@ -122,6 +138,9 @@ class Stack:
             "demo_url": f"{base}/demo/",
             "console_url": f"{base}/console/",
             "dynamodb_endpoint": dynamodb_endpoint,
+            "store": "external" if opts.dynamodb_endpoint else opts.store,
+            "data_dir": str(data_dir) if data_dir else None,
+            "existing_data": self._existing_data,
             "table_prefix": settings().table_prefix,
             "region": settings().region,
             "oss_endpoint": standins.oss_endpoint,
@@ -142,11 +161,12 @@ class Stack:
         opts = self.options
         port = opts.port or free_port(opts.host)
         base = f"http://{opts.host}:{port}"
+        data_dir = self._open_data_dir()
         _cloud_defaults(opts.data_dir)
         region = os.environ["AWS_DEFAULT_REGION"]
         account = {"region_name": region, "aws_access_key_id": os.environ["AWS_ACCESS_KEY_ID"],
                    "aws_secret_access_key": os.environ["AWS_SECRET_ACCESS_KEY"]}
-        dynamodb_endpoint = opts.dynamodb_endpoint or self._start_embedded_dynamodb()
+        dynamodb_endpoint = opts.dynamodb_endpoint or self._start_embedded_dynamodb(data_dir)
         ssm_endpoint = self._start_local_ssm()
         standins = self._start_upload_standins()
         # The template's parameters, as a deploy would set them (docs/deploy.md), pointing at the stand-ins.
@@ -186,17 +206,13 @@ class Stack:
         self.info = self._describe(gateway, base, dynamodb_endpoint, standins)
         return self.info
 
-    def _start_embedded_dynamodb(self) -> str:
-        from moto.server import ThreadedMotoServer
+    def _start_embedded_dynamodb(self, data_dir: Optional[pathlib.Path]) -> str:
+        from local.embedded_store import start_store
 
-        from local import atomic_moto
-
-        atomic_moto.install()
-        port = free_port(self.options.host)
-        server = ThreadedMotoServer(ip_address=self.options.host, port=port, verbose=False)
-        server.start()
-        self._stoppers.append(server.stop)
-        return f"http://{self.options.host}:{port}"
+        # Loopback whatever --host says: the store has no authentication.
+        store = start_store(self.options.store, "127.0.0.1", data_dir / DYNAMODB if data_dir else None)
+        self._stoppers.append(store.stop)
+        return store.endpoint
 
     def _start_local_ssm(self) -> str:
         """SSM Parameter Store for the secrets a template's functions read (moto's server)."""
@@ -211,7 +227,8 @@ class Stack:
     def _start_upload_standins(self) -> Any:
         from local.oss_standin import start_standins
 
-        storage = self.options.data_dir or tempfile.mkdtemp(prefix="kefu-oss-")
+        data_dir = self.options.data_dir
+        storage = str(pathlib.Path(data_dir) / OSS) if data_dir else tempfile.mkdtemp(prefix="kefu-oss-")
         secret = secrets.token_hex(16)
         os.environ["KEFU_ALIYUN_ACCESS_KEY_ID"] = LOCAL_ACCESS_KEY_ID
         os.environ["KEFU_ALIYUN_ACCESS_KEY_SECRET"] = secret
@@ -238,8 +255,8 @@ class Stack:
 
         try:
             sites.create_site("Demo Shop", [base], site_id=DEMO_SITE_ID)
-        except KefuError:
-            pass  # an existing store (--dynamodb-endpoint) keeps its demo site
+        except KefuError:  # kept from an earlier run (the data folder, --dynamodb-endpoint)
+            _serve_demo_site_at(base)
         try:
             sites.create_agent(DEMO_SITE_ID, DEMO_AGENT_EMAIL, DEMO_AGENT_PASSWORD, "Demo Agent")
         except KefuError:
@@ -299,6 +316,16 @@ class Stack:
                 log.exception("stopping %s", stop)
 
 
+def _serve_demo_site_at(base: str) -> None:
+    """A kept demo site answers the demo page at this run's address (the port may have changed)."""
+    from chalicelib import sites
+    from chalicelib.models import Site
+
+    site = sites.get_site(DEMO_SITE_ID)
+    if site.allowed_origins != [base]:
+        site.update(actions=[Site.allowed_origins.set([base])])
+
+
 def _cloud_defaults(data_dir: Optional[str]) -> None:
     """Values a cloud deployment gets from its account; locally any will do."""
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
@@ -315,7 +342,7 @@ def _local_token_secret(data_dir: Optional[str]) -> str:
     folder so tokens survive a restart that keeps the data."""
     if data_dir is None:
         return secrets.token_hex(32)
-    path = pathlib.Path(data_dir) / "token-secret"
+    path = pathlib.Path(data_dir) / TOKEN_SECRET
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
@@ -323,16 +350,32 @@ def _local_token_secret(data_dir: Optional[str]) -> str:
     return path.read_text().strip()
 
 
+def data_line(info: Dict[str, Any]) -> str:
+    """Where the data lives, and whether this run went on from an earlier one."""
+    data_dir = info.get("data_dir")
+    if not data_dir:
+        return "nothing is kept: no --data-dir"
+    if info.get("store") == "moto":
+        return f"uploads and token secret in {data_dir}; tables in memory (--store moto): gone on stop"
+    if info.get("store") == "external":
+        return f"uploads and token secret in {data_dir}; tables in {info['dynamodb_endpoint']}"
+    if info.get("existing_data"):
+        return f"using existing data in {data_dir} (make reset starts fresh)"
+    return f"fresh data in {data_dir}"
+
+
 def banner(info: Dict[str, Any]) -> str:
     return "\n".join([
         "",
         "Kefu is running locally.",
+        f"  Data:                       {data_line(info)}",
         f"  Demo shop (visitor widget): {info['demo_url']}",
         f"  Agent console:              {info['console_url']}",
         f"    site id {info['site_id']}, email {info['agent_email']}, password {info['agent_password']}",
         f"  WebSocket API:              {info['websocket_url']}",
         f"  REST API:                   {info['api_url']}",
         f"  Management API:             {info['management_endpoint']}",
+        f"  DynamoDB:                   {info['dynamodb_endpoint']} ({info['store']})",
         f"  Machine-readable:           {info['demo_url'].rsplit('/demo/', 1)[0]}/local/info",
         "Ctrl-C stops everything.",
         "",
@@ -348,7 +391,11 @@ def parse_args(argv: Optional[List[str]] = None) -> StackOptions:
                         help="the API Gateway stage to serve (default: api_gateway_stage in .chalice/config.json, api)")
     parser.add_argument("--chalice-stage", default="dev", help="whose settings in .chalice/config.json apply")
     parser.add_argument("--dynamodb-endpoint", help="use this DynamoDB (DynamoDB Local, dynalite, AWS) instead of the embedded store")
-    parser.add_argument("--data-dir", help="where the OSS stand-in keeps uploaded files (default: a temporary folder)")
+    parser.add_argument("--store", choices=STORES, default="dynalite",
+                        help="the embedded store: dynalite (Node, kept in --data-dir; default) or moto (in memory)")
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
+                        help="where the tables, uploaded files and token secret are kept across restarts "
+                             "(default: %(default)s; `make reset` deletes it)")
     parser.add_argument("--app", default="app:app", help="the Chalice app to serve, module:attribute")
     parser.add_argument("--idle-timeout", type=float, default=600, help="API Gateway closes idle sockets after this (s)")
     parser.add_argument("--max-connection-seconds", type=float, default=7200)
@@ -362,7 +409,7 @@ def parse_args(argv: Optional[List[str]] = None) -> StackOptions:
     if args.template and (args.stage or args.app != "app:app"):
         parser.error("--template takes the stage and the functions from the template: no --stage or --app")
     return StackOptions(host=args.host, port=args.port, stage=args.stage, chalice_stage=args.chalice_stage,
-                        dynamodb_endpoint=args.dynamodb_endpoint, data_dir=args.data_dir, app=args.app,
+                        dynamodb_endpoint=args.dynamodb_endpoint, store=args.store, data_dir=args.data_dir, app=args.app,
                         idle_timeout=args.idle_timeout, max_connection_seconds=args.max_connection_seconds,
                         template=args.template, concurrency_per_function=args.concurrency_per_function,
                         concurrency=args.concurrency, reload=not args.no_reload)
@@ -380,6 +427,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     stack = Stack(parse_args(argv))
     try:
         info = stack.start()
+    except StoreUnavailable as exc:
+        stack.stop()
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(1)
     except BaseException as error:
         stack.stop()  # the store and stand-ins already started
         if isinstance(error, TemplateError):

@@ -7,6 +7,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Any, Dict, List, Optional
@@ -28,13 +29,16 @@ LIFTED_LIMITS = {name: "1000000" for name in ("KEFU_SESSION_LIMIT", "KEFU_RATE_L
 
 class RunningStack:
     def __init__(self, extra_args: Optional[List[str]] = None, env: Optional[Dict[str, str]] = None,
-                 root: Optional[pathlib.Path] = None) -> None:
-        """``root``: the checkout whose code the stack runs (default: this one)."""
+                 root: Optional[pathlib.Path] = None, data_dir: Optional[pathlib.Path] = None) -> None:
+        """``root``: the checkout whose code the stack runs (default: this one). ``data_dir``: the
+        data folder (default: a fresh temporary one, deleted on stop; never the checkout's own)."""
         child_env = {**LIFTED_LIMITS, **{k: v for k, v in os.environ.items() if k not in _UNIT_TEST_ENV}}
         child_env.update(env or {})
         self.lines: List[str] = []
+        self._temporary_data = None if data_dir else tempfile.TemporaryDirectory(prefix="kefu-stack-data-")
+        self.data_dir = data_dir or pathlib.Path(self._temporary_data.name)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "local", "--port", "0", *(extra_args or [])],
+            [sys.executable, "-m", "local", "--port", "0", "--data-dir", str(self.data_dir), *(extra_args or [])],
             cwd=root or ROOT, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True,
         )
@@ -93,6 +97,9 @@ class RunningStack:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        if self._temporary_data is not None:
+            self._temporary_data.cleanup()
+            self._temporary_data = None
 
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> Any:
