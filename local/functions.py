@@ -24,6 +24,8 @@ class FunctionSpec:
     memory_mb: int = 128
     timeout_s: float = 3.0
     reserved_concurrency: Optional[int] = None
+    # Lambda layers, unpacked: each folder's python/ joins sys.path after the code, as /opt/python does
+    layers: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

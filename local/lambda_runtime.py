@@ -337,7 +337,7 @@ class LambdaRuntime:
         process_ended.add_done_callback(lambda _: self._environments.discard(env))
         try:
             await env.send({"handler": spec.handler, "function_name": spec.name, "memory_mb": spec.memory_mb,
-                            "redirect": self.redirect})
+                            "redirect": self.redirect, "layers": list(spec.layers)})
             reply = await asyncio.wait_for(env.receive(), INIT_TIMEOUT_S)
         except asyncio.TimeoutError:
             env.kill()

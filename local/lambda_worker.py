@@ -147,6 +147,8 @@ def init(config: Dict[str, Any]) -> Any:
     redirect = config.get("redirect")
     if redirect:
         install_redirect(redirect["host_pattern"], redirect["target"])
+    for layer in config.get("layers", ()):
+        sys.path.append(os.path.join(layer, "python"))  # after the task root, as /opt/python on Lambda
     module_name = config["handler"].rpartition(".")[0]
     try:
         return load_handler(config["handler"])

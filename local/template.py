@@ -18,6 +18,7 @@ API endpoint said ``/dev`` while the WebSocket stage was ``api``).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import pathlib
@@ -283,6 +284,7 @@ class _Builder:
         self.path = path
         self.endpoints = endpoints
         self.code_dir = code_dir
+        self.layers: Dict[str, str] = {}  # layer resource -> the folder it is unpacked in
         self.r = _Resolver(self.template, endpoints)
         self.deployment = Deployment()
         self.api_stages: Dict[str, Tuple[str, List[str]]] = {}  # API id -> (logical id, stage names)
@@ -322,8 +324,6 @@ class _Builder:
                 raise TemplateError(f"{logical}: only AWS::Serverless::Function (with a local CodeUri) runs locally")
             props = _merge_globals(defaults, resource.get("Properties", {}))
             self.r.physical_id(logical)
-            if props.get("Layers"):
-                raise TemplateError(f"{logical} uses Layers, which the local runtime does not load")
             code_uris.add(self.code_source(self.r.resolve(props.get("CodeUri")), logical))
             variables = props.get("Environment", {}).get("Variables", {})
             self.deployment.functions[logical] = FunctionSpec(
@@ -334,6 +334,7 @@ class _Builder:
                 timeout_s=float(self.r.resolve(props.get("Timeout", 3))),
                 reserved_concurrency=(int(self.r.resolve(props["ReservedConcurrentExecutions"]))
                                       if "ReservedConcurrentExecutions" in props else None),
+                layers=tuple(self.layer(ref, logical) for ref in props.get("Layers", [])),
             )
             self.build_events(logical, props.get("Events", {}))
         if len(code_uris) > 1:
@@ -341,6 +342,22 @@ class _Builder:
                                 "the local runtime runs one package")
         if code_uris:
             self.deployment.project_dir = str(self.unpack(code_uris.pop()))
+
+    def layer(self, reference: Any, logical: str) -> str:
+        """A layer of this template (Ref to an AWS::Serverless::LayerVersion with a local ContentUri),
+        unpacked once; a layer named by ARN lives in another account and cannot run here."""
+        name = reference.get("Ref") if isinstance(reference, dict) else None
+        resource = self.template.get("Resources", {}).get(name) if isinstance(name, str) else None
+        if resource is None or resource.get("Type") != "AWS::Serverless::LayerVersion":
+            raise TemplateError(f"{logical}: layer {reference!r} is not an AWS::Serverless::LayerVersion "
+                                "of this template")
+        if name not in self.layers:
+            source = self.code_source(self.r.resolve(resource["Properties"].get("ContentUri")), name)
+            # beside the code (cleaned up with it), in a folder no import can reach
+            target = (self.code_dir / ".layers" / name) if self.code_dir else pathlib.Path(
+                tempfile.mkdtemp(prefix=f"kefu-layer-{name}-"))
+            self.layers[name] = str(self.unpack(source, target))
+        return self.layers[name]
 
     def code_source(self, code_uri: Any, logical: str) -> pathlib.Path:
         if not isinstance(code_uri, str) or code_uri.startswith("s3://"):
@@ -361,10 +378,10 @@ class _Builder:
             self.deployment.schedules.append(Schedule(
                 function=logical, expression=props["Schedule"], name=props.get("Name") or f"{logical}{event_name}"))
 
-    def unpack(self, source: pathlib.Path) -> pathlib.Path:
+    def unpack(self, source: pathlib.Path, target: Optional[pathlib.Path] = None) -> pathlib.Path:
         if source.is_dir():
             return source
-        target = self.code_dir or pathlib.Path(tempfile.mkdtemp(prefix="kefu-code-"))
+        target = target or self.code_dir or pathlib.Path(tempfile.mkdtemp(prefix="kefu-code-"))
         with zipfile.ZipFile(source) as archive:
             archive.extractall(target)
         return target
@@ -500,8 +517,7 @@ class _Builder:
             environment = {variable: self.localise(value, f"{name}: {variable}")
                            for variable, value in spec.environment.items()}
             environment.update(self.endpoints.environment)
-            self.deployment.functions[name] = FunctionSpec(spec.name, spec.handler, environment, spec.memory_mb,
-                                                           spec.timeout_s, spec.reserved_concurrency)
+            self.deployment.functions[name] = dataclasses.replace(spec, environment=environment)
 
     def localise(self, value: str, where: str) -> str:
         """A URL of one of this template's APIs, as the local gateway serves it; anything else as is."""

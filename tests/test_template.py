@@ -91,7 +91,8 @@ def _doctored(packaged_template, tmp_path, change):
     change(template)
     path = tmp_path / "sam.json"
     path.write_text(json.dumps(template))
-    (tmp_path / "deployment.zip").symlink_to(packaged_template.with_name("deployment.zip"))
+    for package in packaged_template.parent.glob("*.zip"):  # the code and its layers
+        (tmp_path / package.name).symlink_to(package)
     return path
 
 
@@ -228,3 +229,13 @@ def test_what_cannot_run_locally_is_named(tmp_path):
     path.write_text(json.dumps(template))
     with pytest.raises(TemplateError, match="is not a local file"):
         deployment_from_template(path, local_endpoints=LocalEndpoints(gateway=GATEWAY))
+
+
+def test_the_upload_layer_is_unpacked_for_the_rest_function_alone(packaged_template, tmp_path):
+    """The REST function loads oss2 from its layer; the chat functions carry no layer (issue 13)."""
+    deployment = deployment_from_template(packaged_template, local_endpoints=LOCAL, code_dir=tmp_path / "code")
+    with_layers = {name: spec.layers for name, spec in deployment.functions.items() if spec.layers}
+    assert list(with_layers) == ["APIHandler"]
+    (layer,) = with_layers["APIHandler"]
+    assert (pathlib.Path(layer) / "python" / "oss2" / "__init__.py").is_file()
+    assert not (tmp_path / "code" / "oss2").exists()
