@@ -107,6 +107,9 @@ class Settings:
     upload_bytes_per_hour: int = field(default_factory=lambda: _int("KEFU_UPLOAD_BYTES_PER_HOUR", 100 * 1024 ** 2))
     site_upload_files_per_day: int = field(default_factory=lambda: _int("KEFU_SITE_UPLOAD_FILES_PER_DAY", 2000))
     site_upload_bytes_per_day: int = field(default_factory=lambda: _int("KEFU_SITE_UPLOAD_BYTES_PER_DAY", 5 * 1024 ** 3))
+    # KEFU_SEARCH_RETENTION_DAYS: how long a message stays searchable (the search index's DynamoDB
+    # TTL, from the message's date); 0 keeps it for ever. The messages themselves are kept regardless.
+    search_retention_days: int = field(default_factory=lambda: _int("KEFU_SEARCH_RETENTION_DAYS", 730))
 
 
 def _ssm_values(names: Dict[str, str]) -> Dict[str, str]:
