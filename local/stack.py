@@ -244,8 +244,13 @@ class Stack:
             # Deployed schedules cannot go below a minute; locally the sweep runs on KEFU_SWEEP_INTERVAL.
             return sweep_every if name == "heartbeat_sweep" else default_seconds
 
+        app = load_app(opts.app)
+        # No local store keeps DynamoDB Streams: local/streams.py feeds the app's stream handlers.
+        from local import streams
+
+        self._stoppers.append(streams.attach(app).stop)
         gateway = LocalGateway(
-            load_app(opts.app), host=opts.host, port=port, stage=opts.stage,
+            app, host=opts.host, port=port, stage=opts.stage,
             idle_timeout=opts.idle_timeout, max_connection_seconds=opts.max_connection_seconds,
             schedule_interval=schedule_interval,
         )
