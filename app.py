@@ -75,6 +75,19 @@ def attachment_url(conversation_id):
     return http.respond(app.current_request, http.attachment_url, conversation_id)
 
 
+# The search index (chalicelib/search.py) is kept from the messages table's stream, off the chat path.
+# infra/build.py points this event source at the table's real stream; locally local/streams.py feeds it.
+MESSAGES_STREAM = "arn:aws:dynamodb:us-east-1:000000000000:table/kefu-messages/stream/set-by-infra-build"
+
+
+@app.on_dynamodb_record(stream_arn=MESSAGES_STREAM, batch_size=100, starting_position="TRIM_HORIZON",
+                        maximum_batching_window_in_seconds=1)
+def index_messages(event):
+    from chalicelib import search  # only this function loads the index's code
+
+    search.index_records(event.to_dict()["Records"])
+
+
 # CloudWatch schedules go down to one minute; the local stack runs it every KEFU_SWEEP_INTERVAL seconds.
 @app.schedule(Rate(max(1, settings().sweep_interval // 60), unit=Rate.MINUTES))
 def heartbeat_sweep(event):

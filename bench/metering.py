@@ -7,7 +7,8 @@ item before and after (with requests of its own, not counted) and applies Dynamo
 - writes: one unit per KB of the larger of the old and new item, at least 1, refused conditional
   writes included; plus, for each index, a put, a delete, or both when its key changed, or an
   update when a projected attribute changed (nothing when the write leaves the index alone);
-- transactions: twice the units of each item;
+- transactions: twice the units of each item; BatchWriteItem: each put by its own size, each delete
+  as one unit (only the search index deletes in batches, items under 1 KB);
 - reads: one unit per 4 KB (half for eventually consistent reads), per item for GetItem and
   BatchGetItem, over the total returned for Query.
 """
@@ -89,7 +90,14 @@ def counting() -> Iterator[CallLog]:
             result = original(self, operation_name, operation_kwargs)
             return result
         finally:  # refused conditional writes are billed too
-            if operation_name == "TransactWriteItems":
+            if operation_name == "BatchWriteItem":
+                # each put is billed as its own write (by its size); a delete by the item it removes,
+                # under 1 KB for every table written this way (the search index)
+                for batch_table, requests in operation_kwargs["RequestItems"].items():
+                    units = sum(write_units(batch_table, None, r["PutRequest"]["Item"]) if "PutRequest" in r else 1
+                                for r in requests)
+                    log.add(operation_name, batch_table, write_units=units)
+            elif operation_name == "TransactWriteItems":
                 # each item of a transaction costs twice (items here are under 1 KB: the rare paths
                 # that use one create or reopen a conversation)
                 log.add(operation_name, table, write_units=2 * len(operation_kwargs["TransactItems"]))

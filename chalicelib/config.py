@@ -108,6 +108,9 @@ class Settings:
     # answers no sooner than this after joining the roster, so no push can miss it once it is open.
     # 0 reads the item every time. docs/scale.md: the site item is the hottest key of a busy site.
     site_cache_seconds: float = field(default_factory=lambda: float(_str("KEFU_SITE_CACHE_SECONDS", "1")))
+    # KEFU_SEARCH_RETENTION_DAYS: how long a message stays searchable (the search index's DynamoDB
+    # TTL, from the message's date); 0 keeps it for ever. The messages themselves are kept regardless.
+    search_retention_days: int = field(default_factory=lambda: _int("KEFU_SEARCH_RETENTION_DAYS", 730))
     # Secrets read so far (see ``secret``): each function pays only for the ones it uses.
     _secrets: Dict[str, Optional[str]] = field(default_factory=dict, repr=False, compare=False)
 

@@ -315,7 +315,8 @@ def close(identity: Identity, conversation_id: Any, sender_connection: Optional[
         try:
             conversation.update(
                 actions=[Conversation.status.set("closed"), Conversation.open_site_id.remove(),
-                         Conversation.closed_at.set(now), Conversation.updated_at.set(now)],
+                         Conversation.closed_at.set(now), Conversation.updated_at.set(now),
+                         Conversation.closed_site_id.set(conversation.site_id)],
                 condition=Conversation.status.is_in(*OPEN_STATUSES, "new"),
             )
         except UpdateError as exc:
@@ -387,7 +388,8 @@ def reopen(site: Site, conversation: Conversation, visitor_id: str) -> bool:
                 conversation,
                 actions=[Conversation.status.set("queued"), Conversation.open_site_id.set(site.site_id),
                          Conversation.opened_at.set(now), Conversation.agent_id.remove(),
-                         Conversation.closed_at.remove(), Conversation.updated_at.set(now)],
+                         Conversation.closed_at.remove(), Conversation.updated_at.set(now),
+                         Conversation.closed_site_id.remove()],
                 condition=Conversation.status == "closed",
             )
             transaction.condition_check(Visitor, site.site_id, visitor_id,
@@ -404,16 +406,26 @@ def reopen(site: Site, conversation: Conversation, visitor_id: str) -> bool:
 
 # --- lists ----------------------------------------------------------------------------------
 
-def list_for_agent(identity: Identity, include_closed: bool = False, cursor: Any = None,
-                   limit: Any = None) -> Tuple[List[Dict[str, Any]], Optional[str]]:
-    """One page of the site's open conversations (oldest opened first) or of all of them (newest
-    first), and the cursor of the next page (None at the end). Bounded to fit one frame."""
-    if not identity.is_agent:
-        raise forbidden("agents_only", "only agents list conversations")
+def _check_list_limit(limit: Any) -> int:
     if limit is None:
-        limit = LIST_LIMIT
+        return LIST_LIMIT
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
         raise bad_request("invalid_limit", f"limit must be an integer from 1 to {MAX_LIST_LIMIT}")
+    return limit
+
+
+def list_for_agent(identity: Identity, include_closed: bool = False, cursor: Any = None,
+                   limit: Any = None, closed: bool = False) -> Tuple[List[Dict[str, Any]], Optional[str]]:
+    """One page of the site's open conversations (oldest opened first), of all of them (newest
+    first), or (``closed``) of the closed ones, most recently closed first; and the cursor of the
+    next page (None at the end). Bounded to fit one frame."""
+    if not identity.is_agent:
+        raise forbidden("agents_only", "only agents list conversations")
+    limit = _check_list_limit(limit)
+    if closed:
+        if include_closed:
+            raise bad_request("invalid_list", "closed and include_closed cannot be combined")
+        return _closed_page(identity.site_id, cursor, limit)
     site_id = identity.site_id
     if include_closed:
         start = None
@@ -446,6 +458,32 @@ def list_for_agent(identity: Identity, include_closed: bool = False, cursor: Any
         return shown, None
     position = last_entry.created_at if include_closed else last_entry.opened_at
     return shown, paging.encode_cursor([int(position), last_entry.conversation_id])
+
+
+def _closed_page(site_id: str, cursor: Any, limit: int) -> Tuple[List[Dict[str, Any]], Optional[str]]:
+    """History: the sparse site-closed-index, newest closed first; it holds closed conversations
+    only, so a page reads ``limit + 1`` keys and the page's items, however long the history."""
+    start = None
+    if cursor is not None:
+        closed_at, conversation_id = paging.decode_cursor(cursor, (int, str))
+        start = {"conversation_id": {"S": conversation_id}, "closed_site_id": {"S": site_id},
+                 "closed_at": {"N": str(closed_at)}}
+    entries = list(Conversation.site_closed_index.query(site_id, scan_index_forward=False, limit=limit + 1,
+                                                        last_evaluated_key=start))
+    page = entries[:limit]
+    by_id = {c.conversation_id: c for c in _batch_get(e.conversation_id for e in page)}
+    # the index is eventually consistent: one reopened since is not history any more
+    rows = [(e, by_id[e.conversation_id]) for e in page
+            if e.conversation_id in by_id and by_id[e.conversation_id].status == "closed"]
+    rendered = dict(zip((e.conversation_id for e, _ in rows), views([c for _, c in rows])))
+    shown, last, left_over = paging.take(rows, limit, lambda row: rendered[row[0].conversation_id])
+    if left_over:
+        last_entry = last[0]
+    elif len(entries) > limit:
+        last_entry = page[-1]
+    else:
+        return shown, None
+    return shown, paging.encode_cursor([int(last_entry.closed_at), last_entry.conversation_id])
 
 
 def _batch_get(conversation_ids: Iterable[str]) -> List[Conversation]:

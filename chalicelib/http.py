@@ -98,7 +98,8 @@ def list_conversations(request: Any) -> Dict[str, Any]:
     identity = from_authorization_header(_header(request, "authorization"))
     params = request.query_params or {}
     page, next_cursor = conversations.list_for_agent(identity, params.get("include_closed") == "true",
-                                                     params.get("cursor"), _int_param(params, "limit", None))
+                                                     params.get("cursor"), _int_param(params, "limit", None),
+                                                     closed=params.get("closed") == "true")
     return {"conversations": page, "next_cursor": next_cursor}
 
 

@@ -121,6 +121,22 @@ class SiteCreatedIndex(GlobalSecondaryIndex):
     created_at = NumberAttribute(range_key=True)
 
 
+class SiteClosedIndex(GlobalSecondaryIndex):
+    """A site's closed conversations, most recently closed first: the console's History.
+
+    Sparse (``closed_site_id`` is set on close and removed on reopen) and keys only, so paging the
+    history reads closed conversations only, and a message (which never changes these keys) never
+    writes to it.
+    """
+
+    class Meta:
+        index_name = "site-closed-index"
+        projection = KeysOnlyProjection()
+
+    closed_site_id = UnicodeAttribute(hash_key=True)
+    closed_at = NumberAttribute(range_key=True)
+
+
 class Conversation(Model):
     """Rewritten by every message (the seq counter), so kept under 1 KB: fixed-size fields, a
     140-character preview and at most ``MAX_VISITOR_CONNECTIONS`` connection ids."""
@@ -144,10 +160,12 @@ class Conversation(Model):
     open_site_id = UnicodeAttribute(null=True)  # = site_id while open: the site-open-index key
     opened_at = NumberAttribute(null=True)  # ms, when it was created or last reopened
     closed_at = NumberAttribute(null=True)
+    closed_site_id = UnicodeAttribute(null=True)  # = site_id while closed: the site-closed-index key
     created_at = NumberAttribute()
     updated_at = NumberAttribute()
     site_open_index = SiteOpenIndex()
     site_created_index = SiteCreatedIndex()
+    site_closed_index = SiteClosedIndex()
 
 
 MAX_VISITOR_CONNECTIONS = 20
@@ -222,10 +240,34 @@ class Limit(Model):
     expires_at = NumberAttribute()  # DynamoDB TTL attribute
 
 
-ALL_MODELS: List[Type[Model]] = [Site, Agent, Visitor, Conversation, Message, Connection, Limit]
+class SearchEntry(Model):
+    """The search index (chalicelib/search.py, docs/search.md), written only by the stream handler.
+
+    A posting: ``term_key`` = site id + "#" + term, ``ref`` = created-at (ms, 13 digits) + "#" +
+    conversation id + "#" + seq (8 digits), or + "#v" for the visitor's fields, so one Query lists
+    a term's documents newest first and a site never reads another's. A conversation's profile
+    (``term_key`` = site id + "#~" + conversation id, ``ref`` "profile") remembers which visitor
+    terms were indexed, so they are rewritten only when the visitor's fields change. Short
+    attribute names: every posting is billed by its size.
+    """
+
+    Meta = _meta("search")
+    term_key = UnicodeAttribute(hash_key=True, attr_name="k")
+    ref = UnicodeAttribute(range_key=True, attr_name="r")
+    client_msg_id = UnicodeAttribute(null=True, attr_name="m")  # the message's key, for its snippet
+    terms = ListAttribute(of=UnicodeAttribute, null=True, attr_name="ts")  # profile: the terms indexed
+    profile_ref = UnicodeAttribute(null=True, attr_name="pr")  # profile: the ref its postings carry
+    expires_at = NumberAttribute(null=True, attr_name="x")  # DynamoDB TTL (KEFU_SEARCH_RETENTION_DAYS)
+
+
+ALL_MODELS: List[Type[Model]] = [Site, Agent, Visitor, Conversation, Message, Connection, Limit, SearchEntry]
 
 # The TTL attribute of each table that has one (DynamoDB TTL is set outside CreateTable).
-TTL_ATTRIBUTES: Dict[Type[Model], str] = {Connection: "expires_at", Limit: "expires_at"}
+TTL_ATTRIBUTES: Dict[Type[Model], str] = {Connection: "expires_at", Limit: "expires_at", SearchEntry: "x"}
+
+# Tables whose changes a stream carries to a function (infra/ enables it; local/streams.py feeds
+# the same records locally): the messages, new images only, to the search indexer.
+STREAMS: Dict[Type[Model], str] = {Message: "NEW_IMAGE"}
 
 
 def create_tables() -> None:

@@ -146,8 +146,18 @@ def _list(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict
     include_closed = frame.get("include_closed", False)
     if not isinstance(include_closed, bool):
         raise bad_request("invalid_include_closed", "include_closed must be true or false")
-    page, next_cursor = conversations.list_for_agent(identity, include_closed, frame.get("cursor"), frame.get("limit"))
+    closed = frame.get("closed", False)
+    if not isinstance(closed, bool):
+        raise bad_request("invalid_closed", "closed must be true or false")
+    page, next_cursor = conversations.list_for_agent(identity, include_closed, frame.get("cursor"), frame.get("limit"),
+                                                     closed=closed)
     return {"type": "conversations", "conversations": page, "next_cursor": next_cursor}
+
+
+def _search(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    from chalicelib import search  # the index's code only on the path that uses it
+
+    return search.search(identity, frame.get("query"), frame.get("cursor"), frame.get("limit"))
 
 
 def _pages(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
@@ -186,6 +196,7 @@ ACTIONS: Dict[str, Callable[[Identity, Dict[str, Any], str], Optional[Dict[str, 
     "claim": _claim,
     "transfer": _transfer,
     "close": _close,
+    "search": _search,
 }
 
 

@@ -30,7 +30,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # conversations (chalicelib/conversations.py).
 DYNAMODB_ACTIONS = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                     "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem", "dynamodb:Query"]
-FUNCTIONS = ["APIHandler", "WebsocketConnect", "WebsocketMessage", "WebsocketDisconnect", "HeartbeatSweep"]
+FUNCTIONS = ["APIHandler", "WebsocketConnect", "WebsocketMessage", "WebsocketDisconnect", "HeartbeatSweep",
+             "IndexMessages"]
+# The search indexer (app.index_messages, fed by the messages table's stream) runs under a role of its
+# own: it alone reads the stream and writes the search table; the chat functions only query it.
+INDEXER = "IndexMessages"
+INDEXER_ROLE = "IndexerRole"
+INDEXER_EVENT = "IndexMessagesDynamodbEventSource"  # what Chalice names the function's stream event
+STREAM_READ_ACTIONS = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
+                       "dynamodb:ListStreams"]
 PARAMETERS = {
     "OssEndpoint": ("KEFU_OSS_ENDPOINT", "https://oss-cn-hangzhou.aliyuncs.com"),
     "OssBucket": ("KEFU_OSS_BUCKET", "kefu-uploads"),
@@ -91,7 +99,7 @@ def logical_id(model: Any) -> str:
 
 
 def table_resource(model: Any, table_name: str) -> Dict[str, Any]:
-    from chalicelib.models import TTL_ATTRIBUTES, Message
+    from chalicelib.models import STREAMS, TTL_ATTRIBUTES, Message
 
     schema = model._get_schema()
     properties: Dict[str, Any] = {
@@ -110,6 +118,8 @@ def table_resource(model: Any, table_name: str) -> Dict[str, Any]:
         properties["TimeToLiveSpecification"] = {"AttributeName": TTL_ATTRIBUTES[model], "Enabled": True}
     if model is Message:
         properties["PointInTimeRecoverySpecification"] = {"PointInTimeRecoveryEnabled": True}
+    if model in STREAMS:
+        properties["StreamSpecification"] = {"StreamViewType": STREAMS[model]}
     return {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
             "Properties": properties}
 
@@ -121,10 +131,14 @@ def tables(prefix: str) -> Dict[str, Any]:
     return {logical_id(model): table_resource(model, prefix + model.Meta.base_name) for model in ALL_MODELS}
 
 
+def _table_arn(model: Any, prefix: str) -> str:
+    return f"arn:${{AWS::Partition}}:dynamodb:${{AWS::Region}}:${{AWS::AccountId}}:table/{prefix}{model.Meta.base_name}"
+
+
 def _table_arns(models: List[Any], prefix: str) -> List[Any]:
     arns: List[Any] = []
     for model in models:
-        arn = f"arn:${{AWS::Partition}}:dynamodb:${{AWS::Region}}:${{AWS::AccountId}}:table/{prefix}{model.Meta.base_name}"
+        arn = _table_arn(model, prefix)
         arns.append({"Fn::Sub": arn})
         schema = model._get_schema()
         for index in schema.get("global_secondary_indexes", []) + schema.get("local_secondary_indexes", []):
@@ -133,16 +147,22 @@ def _table_arns(models: List[Any], prefix: str) -> List[Any]:
 
 
 def policy(models: List[Any], prefix: str, stage: str, websocket_stage: str) -> Dict[str, Any]:
+    from chalicelib.models import SearchEntry
+
     management = ("arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebsocketAPI}/"
                   + websocket_stage + "/METHOD/@connections/*")
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {"Sid": "Tables", "Effect": "Allow", "Action": DYNAMODB_ACTIONS, "Resource": _table_arns(models, prefix)},
+            {"Sid": "Tables", "Effect": "Allow", "Action": DYNAMODB_ACTIONS,
+             "Resource": _table_arns([m for m in models if m is not SearchEntry], prefix)},
+            # The `search` action reads the index; only the indexer (IndexerRole) writes it.
+            {"Sid": "SearchIndexRead", "Effect": "Allow", "Action": ["dynamodb:Query"],
+             "Resource": _table_arns([SearchEntry], prefix)},
             {"Sid": "PushToSockets", "Effect": "Allow", "Action": ["execute-api:ManageConnections"],
              "Resource": [{"Fn::Sub": management.replace("METHOD", m)} for m in ("POST", "DELETE")]},
             {"Sid": "OwnLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-             "Resource": [{"Fn::GetAtt": [f"{name}LogGroup", "Arn"]} for name in FUNCTIONS]},
+             "Resource": [{"Fn::GetAtt": [f"{name}LogGroup", "Arn"]} for name in FUNCTIONS if name != INDEXER]},
             # Lambda sends a sweep run that failed twice here (its OnFailure destination).
             {"Sid": "SweepDeadLetters", "Effect": "Allow", "Action": ["sqs:SendMessage"],
              "Resource": [{"Fn::GetAtt": ["SweepDeadLetterQueue", "Arn"]}]},
@@ -151,6 +171,27 @@ def policy(models: List[Any], prefix: str, stage: str, websocket_stage: str) -> 
                           for name in ("token-secret", "aliyun-access-key-secret")]},
         ],
     }
+
+
+def indexer_role(prefix: str) -> Dict[str, Any]:
+    """The stream handler's role: read the messages stream; read the conversations and visitors it
+    indexes (BatchGetItem) and its own profiles; write the search table; its own logs."""
+    from chalicelib.models import Conversation, Message, SearchEntry, Visitor
+
+    return {"Type": "AWS::IAM::Role", "Properties": {
+        "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
+        "Policies": [{"PolicyName": "KefuSearchIndexer", "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+            {"Sid": "MessagesStream", "Effect": "Allow", "Action": STREAM_READ_ACTIONS,
+             "Resource": [{"Fn::GetAtt": [logical_id(Message), "StreamArn"]}]},
+            {"Sid": "IndexedItems", "Effect": "Allow", "Action": ["dynamodb:BatchGetItem"],
+             "Resource": [{"Fn::Sub": _table_arn(model, prefix)} for model in (Conversation, Visitor, SearchEntry)]},
+            {"Sid": "SearchIndexWrite", "Effect": "Allow", "Action": ["dynamodb:BatchWriteItem"],
+             "Resource": [{"Fn::Sub": _table_arn(SearchEntry, prefix)}]},
+            {"Sid": "OwnLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+             "Resource": [{"Fn::GetAtt": [f"{INDEXER}LogGroup", "Arn"]}]},
+        ]}}, tracing_policy()],
+    }}
 
 
 def environment(prefix: str, stage: str, websocket_stage: str) -> Dict[str, Any]:
@@ -255,7 +296,9 @@ def build(stage: str) -> Dict[str, Any]:
     for name in FUNCTIONS:
         # Named functions let the role name their log groups without a dependency cycle.
         function_name = {"Fn::Sub": f"${{AWS::StackName}}-{name}"}
-        resources[name] = {"Properties": {"FunctionName": function_name, "Environment": {"Variables": env},
+        # The indexer reads no secret: without the SSM names it makes no SSM call (and needs no grant).
+        variables = {k: v for k, v in env.items() if not k.endswith("_PARAM")} if name == INDEXER else env
+        resources[name] = {"Properties": {"FunctionName": function_name, "Environment": {"Variables": variables},
                                           "Tracing": {"Ref": TRACING}}}
         resources[f"{name}LogGroup"] = {
             "Type": "AWS::Logs::LogGroup",
@@ -270,6 +313,16 @@ def build(stage: str) -> Dict[str, Any]:
     resources["HeartbeatSweep"]["Properties"]["EventInvokeConfig"] = {
         "MaximumRetryAttempts": 1, "MaximumEventAgeInSeconds": 60,
         "DestinationConfig": {"OnFailure": {"Type": "SQS", "Destination": sweep_queue}}}
+    # The indexer reads the messages table's own stream (Chalice takes a literal ARN: app.py's is a
+    # placeholder), in its own role; a batch that keeps failing is dropped after a day (the stream's
+    # retention) rather than blocking the shard, and is split to isolate a bad record.
+    from chalicelib.models import Message
+
+    resources[INDEXER]["Properties"]["Role"] = {"Fn::GetAtt": [INDEXER_ROLE, "Arn"]}
+    resources[INDEXER]["Properties"]["Events"] = {INDEXER_EVENT: {"Properties": {
+        "Stream": {"Fn::GetAtt": [logical_id(Message), "StreamArn"]},
+        "BisectBatchOnFunctionError": True, "MaximumRetryAttempts": 10}}}
+    resources[INDEXER_ROLE] = indexer_role(prefix)
     resources.update(operations(stage, cfg["websocket_stage"], table_ids))
     # Stage throttling for both APIs: a flood spends API Gateway's budget, not the functions'.
     # Access logs: one JSON line per request (REST) or per connect/message/disconnect (WebSocket).

@@ -58,6 +58,18 @@ class Schedule:
     name: str = ""                  # the rule's name; the function's when empty
 
 
+@dataclass(frozen=True)
+class StreamSource:
+    """A table's DynamoDB stream feeding a function (an event source mapping); locally the records
+    come from local/streams.py."""
+
+    function: str                   # FunctionSpec.name
+    table: str                      # the table's name
+    batch_size: int = 100
+    batching_window_s: float = 0.0
+    starting_position: str = "LATEST"
+
+
 @dataclass
 class Deployment:
     stage: str = "api"
@@ -67,6 +79,7 @@ class Deployment:
     rest_routes: List[RestRoute] = field(default_factory=list)
     authorizers: Dict[str, Authorizer] = field(default_factory=dict)
     schedules: List[Schedule] = field(default_factory=list)
+    streams: List[StreamSource] = field(default_factory=list)
     # AWS::DynamoDB::Table Properties as CloudFormation would create them (template boot only)
     tables: List[Dict[str, object]] = field(default_factory=list)
     project_dir: str = "."

@@ -29,7 +29,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from local.functions import Authorizer, Deployment, FunctionSpec, RestRoute, Schedule
+from local.functions import Authorizer, Deployment, FunctionSpec, RestRoute, Schedule, StreamSource
 
 FUNCTION = "AWS::Serverless::Function"
 WEBSOCKET_STAGE = "AWS::ApiGatewayV2::Stage"
@@ -177,6 +177,8 @@ class _Resolver:
             return f"arn:aws:lambda:{region}:{account}:function:{physical}"
         if attribute == "Arn" and kind == "AWS::DynamoDB::Table":
             return f"arn:aws:dynamodb:{region}:{account}:table/{physical}"
+        if attribute == "StreamArn" and kind == "AWS::DynamoDB::Table":  # local/streams.py's records name it
+            return f"arn:aws:dynamodb:{region}:{account}:table/{physical}/stream/local"
         if attribute == "ApiEndpoint" and kind == "AWS::ApiGatewayV2::Api":
             return f"wss://{physical}.execute-api.{region}.{URL_SUFFIX}"
         if attribute in ("ApiId", "RootResourceId"):
@@ -371,6 +373,13 @@ class _Builder:
     def build_events(self, logical: str, events: Dict[str, Any]) -> None:
         for event_name, event in events.items():
             props = self.r.resolve(event.get("Properties", {}))
+            if event.get("Type") == "DynamoDB":
+                self.deployment.streams.append(StreamSource(
+                    function=logical, table=str(props["Stream"]).split(":table/", 1)[-1].split("/", 1)[0],
+                    batch_size=int(props.get("BatchSize", 100)),
+                    batching_window_s=float(props.get("MaximumBatchingWindowInSeconds", 0)),
+                    starting_position=str(props.get("StartingPosition", "LATEST"))))
+                continue
             if event.get("Type") != "Schedule":
                 raise TemplateError(f"{logical}: event {event_name} of type {event.get('Type')} is not run locally")
             if props.get("Enabled") is False or props.get("State") == "DISABLED":

@@ -100,14 +100,18 @@ def test_role_grants_no_wildcard_beyond_the_management_api(packaged):
     _, _, template = packaged
     statements = list(_statements(template))
     assert statements, "no policy found"
-    assert [r for r, res in template["Resources"].items() if res["Type"] == "AWS::IAM::Role"] == ["DefaultRole"]
+    assert [r for r, res in template["Resources"].items() if res["Type"] == "AWS::IAM::Role"] == [
+        "DefaultRole", build.INDEXER_ROLE]
     actions = set()
-    for _, statement in statements:
+    for name, statement in statements:
         assert statement["Effect"] == "Allow"
         for action in statement["Action"]:
             assert "*" not in action, action
             actions.add(action)
         for resource in statement["Resource"]:
+            if resource.get("Fn::GetAtt", [None, None])[1] == "StreamArn":  # the indexer's stream
+                assert name == build.INDEXER_ROLE and resource["Fn::GetAtt"][0] == "MessageTable"
+                continue
             if "Fn::GetAtt" in resource:  # the functions' own log groups, the sweep's dead-letter queue
                 target = resource["Fn::GetAtt"][0]
                 assert template["Resources"][target]["Type"] in ("AWS::Logs::LogGroup", "AWS::SQS::Queue")
@@ -117,15 +121,17 @@ def test_role_grants_no_wildcard_beyond_the_management_api(packaged):
             assert "*" not in arn or MANAGEMENT_PATH.match(arn), arn
     assert actions == {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                        "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem",
-                       "dynamodb:Query", "execute-api:ManageConnections", "logs:CreateLogStream",
+                       "dynamodb:Query", "dynamodb:BatchWriteItem", *build.STREAM_READ_ACTIONS,
+                       "execute-api:ManageConnections", "logs:CreateLogStream",
                        "logs:PutLogEvents", "ssm:GetParameter", "sqs:SendMessage"}
     # X-Ray has no resource-level permissions: its two write actions on "*", only when Tracing=Active.
-    conditional = [p for p in template["Resources"]["DefaultRole"]["Properties"]["Policies"] if "Fn::If" in p]
-    assert len(conditional) == 1
-    condition, when_on, when_off = conditional[0]["Fn::If"]
-    assert condition == "TracingActive" and when_off == {"Ref": "AWS::NoValue"}
-    assert [(s["Action"], s["Resource"]) for s in when_on["PolicyDocument"]["Statement"]] == [
-        (["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "*")]
+    for role in ("DefaultRole", build.INDEXER_ROLE):
+        conditional = [p for p in template["Resources"][role]["Properties"]["Policies"] if "Fn::If" in p]
+        assert len(conditional) == 1
+        condition, when_on, when_off = conditional[0]["Fn::If"]
+        assert condition == "TracingActive" and when_off == {"Ref": "AWS::NoValue"}
+        assert [(s["Action"], s["Resource"]) for s in when_on["PolicyDocument"]["Statement"]] == [
+            (["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "*")]
     tables = {r["Properties"]["TableName"] for r in template["Resources"].values()
               if r["Type"] == "AWS::DynamoDB::Table"}
     granted = {s["Fn::Sub"].split(":table/")[1] for _, st in statements for s in st["Resource"]
@@ -178,7 +184,7 @@ def test_alarms_watch_every_function_table_the_sweep_and_rest_5xx(packaged):
     assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible",
             {"QueueName": {"Fn::GetAtt": ["SweepDeadLetterQueue", "QueueName"]}}) in watched
     tables = [n for n, r in resources.items() if r["Type"] == "AWS::DynamoDB::Table"]
-    assert len(tables) == 7
+    assert len(tables) == 8
     for table in tables:
         for metric in ("ReadThrottleEvents", "WriteThrottleEvents"):
             assert ("AWS/DynamoDB", metric, {"TableName": {"Ref": table}}) in watched, (table, metric)
@@ -242,6 +248,43 @@ def test_tables_are_on_demand_with_ttl_indexes_and_recovery(packaged):
     assert "KEFU_TOKEN_SECRET" not in env and env["KEFU_TOKEN_SECRET_PARAM"] == "/kefu/prod/token-secret"
     schedule = template["Resources"]["HeartbeatSweep"]["Properties"]["Events"]["HeartbeatSweepEvent"]
     assert schedule["Properties"]["Schedule"] == "rate(1 minute)"
+
+
+def _role_statements(template, role):
+    return {s["Sid"]: s for s in template["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]}
+
+
+def test_the_search_indexer_reads_the_messages_stream_in_a_role_of_its_own(packaged, transformed):
+    """Messages stream (NEW_IMAGE) -> IndexMessages; only the indexer writes the search table (with
+    TTL); the chat functions may only query it."""
+    template = packaged[2]
+    resources = template["Resources"]
+    messages = resources["MessageTable"]["Properties"]
+    assert messages["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
+    search = resources["SearchEntryTable"]["Properties"]
+    assert search["TableName"] == "kefu-prod-search"
+    assert search["TimeToLiveSpecification"] == {"AttributeName": "x", "Enabled": True}
+    indexer = resources[build.INDEXER]["Properties"]
+    assert indexer["Handler"] == "app.index_messages"
+    assert indexer["Role"] == {"Fn::GetAtt": [build.INDEXER_ROLE, "Arn"]}
+    event = indexer["Events"][build.INDEXER_EVENT]
+    assert event["Type"] == "DynamoDB" and event["Properties"]["Stream"] == {"Fn::GetAtt": ["MessageTable", "StreamArn"]}
+    assert event["Properties"]["StartingPosition"] == "TRIM_HORIZON"
+    assert not any(k.endswith("_PARAM") for k in indexer["Environment"]["Variables"])  # no secrets, no SSM
+    granted = _role_statements(template, build.INDEXER_ROLE)
+    assert set(granted) == {"MessagesStream", "IndexedItems", "SearchIndexWrite", "OwnLogs"}
+    assert granted["SearchIndexWrite"]["Action"] == ["dynamodb:BatchWriteItem"]
+    assert [r["Fn::Sub"].rsplit("/", 1)[1] for r in granted["SearchIndexWrite"]["Resource"]] == ["kefu-prod-search"]
+    assert granted["OwnLogs"]["Resource"] == [{"Fn::GetAtt": [f"{build.INDEXER}LogGroup", "Arn"]}]
+    default = _role_statements(template, "DefaultRole")
+    assert default["SearchIndexRead"]["Action"] == ["dynamodb:Query"]
+    assert not any(":table/kefu-prod-search" in r["Fn::Sub"] for r in default["Tables"]["Resource"])
+    assert not any(a in build.STREAM_READ_ACTIONS for s in default.values() for a in s["Action"])
+    # after the SAM transform: one event source mapping, from the stream to the indexer
+    mappings = [r for r in transformed[1]["Resources"].values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    assert len(mappings) == 1
+    assert mappings[0]["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["MessageTable", "StreamArn"]}
+    assert mappings[0]["Properties"]["FunctionName"] == {"Ref": build.INDEXER}
 
 
 def test_zip_is_small_and_imports_like_lambda(packaged):

@@ -33,7 +33,8 @@ def test_functions_run_the_handlers_and_sizes_the_template_gives(deployment):
     assert set(functions) == set(build.FUNCTIONS)
     assert {name: f.handler for name, f in functions.items()} == {
         "APIHandler": "app.app", "WebsocketConnect": "app.ws_connect", "WebsocketMessage": "app.ws_message",
-        "WebsocketDisconnect": "app.ws_disconnect", "HeartbeatSweep": "app.heartbeat_sweep"}
+        "WebsocketDisconnect": "app.ws_disconnect", "HeartbeatSweep": "app.heartbeat_sweep",
+        "IndexMessages": "app.index_messages"}
     config = json.loads((build.ROOT / ".chalice" / "config.json").read_text())["stages"]["dev"]
     assert all(f.memory_mb == config["lambda_memory_size"] and f.timeout_s == config["lambda_timeout"]
                for f in functions.values())
@@ -68,6 +69,13 @@ def test_the_sweep_runs_on_the_template_schedule(deployment):
     assert schedule.name == build.SWEEP_RULE  # named as SAM names the rule
 
 
+def test_the_messages_stream_feeds_the_search_indexer(deployment):
+    [stream] = deployment.streams
+    assert (stream.function, stream.table) == (build.INDEXER, "kefu-dev-messages")
+    assert (stream.batch_size, stream.batching_window_s, stream.starting_position) == (100, 1.0, "TRIM_HORIZON")
+    assert build.INDEXER in deployment.functions
+
+
 def test_environment_is_the_templates_pointed_at_the_local_gateway(deployment):
     for function in deployment.functions.values():
         env = function.environment
@@ -75,7 +83,11 @@ def test_environment_is_the_templates_pointed_at_the_local_gateway(deployment):
         assert env["KEFU_PUBLIC_WEBSOCKET_URL"] == "ws://127.0.0.1:8123/api"
         assert env["KEFU_TABLE_PREFIX"] == "kefu-dev-" and env["KEFU_STAGE"] == "dev"
         # Secrets stay in SSM under the template's names; the local stack stores values there.
-        assert env["KEFU_TOKEN_SECRET_PARAM"] == "/kefu/dev/token-secret" and "KEFU_TOKEN_SECRET" not in env
+        assert "KEFU_TOKEN_SECRET" not in env
+        if function.name == build.INDEXER:  # reads no secret (infra/build.py): no SSM names, no SSM call
+            assert not any(name.endswith("_PARAM") for name in env)
+            continue
+        assert env["KEFU_TOKEN_SECRET_PARAM"] == "/kefu/dev/token-secret"
         assert env["KEFU_CONSOLE_ORIGINS"] == GATEWAY                                  # an override
         assert env["KEFU_OSS_ENDPOINT"] == build.PARAMETERS["OssEndpoint"][1]         # a default
         assert env["KEFU_DYNAMODB_ENDPOINT"] == "http://127.0.0.1:8124"               # the local account's

@@ -16,7 +16,10 @@
     pages: {},              // id -> the visitor's recent pages (the `pages` action)
     outbox: load(OUTBOX_KEY) || [],  // {client_msg_id, conversation_id, text, attachment, failed}
     urls: {}, previews: {},
-    selected: null, tab: 'mine', agentsOnline: [], missed: 0
+    selected: null, tab: 'mine', agentsOnline: [], missed: 0,
+    history: null,          // closed conversations, most recently closed first: {ids, next_cursor, loading}
+    search: null,           // {query, results, next_cursor, loading}
+    hit: null               // {id, seq}: the message a search result opened, highlighted
   };
   // Kept in memory only (never stored), to renew the session before it expires; after a reload the
   // console asks for the password again when the token runs out.
@@ -344,6 +347,11 @@
 
   function upsert(conversation) {
     var known = state.conversations[conversation.conversation_id];
+    var h = state.history, id = conversation.conversation_id;
+    if (h) {
+      h.ids = h.ids.filter(function (x) { return x !== id; });
+      if (conversation.status === 'closed') h.ids.unshift(id);
+    }
     conversation.seen = state.generation;
     state.conversations[conversation.conversation_id] = Object.assign({}, known || {}, conversation);
     renderList();
@@ -406,12 +414,15 @@
   }
 
   // The first time a conversation is shown: its newest page (then "load earlier" for the rest).
-  function openView(id) {
+  // With `atSeq` (a search hit), from a few messages before that one (and on to the newest).
+  function openView(id, atSeq) {
     var c = state.conversations[id] || {};
     var v = state.views[id];
+    if (v && atSeq && atSeq < v.lo) { delete state.views[id]; v = null; }  // a cache: read it again from there
     if (!v) {
       v = view(id);
       v.synced = Math.max(0, (c.last_seq || 0) - PAGE);
+      if (atSeq) v.synced = Math.min(v.synced, Math.max(0, atSeq - 5));
       v.lo = v.synced + 1;
     }
     return catchUp(id);
@@ -594,6 +605,9 @@
       var n = all.filter(function (c) { return inTab(c, tab); }).length;
       $('count-' + tab).textContent = n ? n : '';
     });
+    if (state.tab === 'history') return renderHistory();
+    if (state.tab === 'search') return renderSearch();
+    $('list-note').hidden = $('list-more').hidden = true;
     var shown = all.filter(function (c) { return inTab(c, state.tab); })
       .sort(function (a, b) { return (b.updated_at || 0) - (a.updated_at || 0); });
     var items = shown.map(function (c) {
@@ -611,13 +625,126 @@
     $('conversations').replaceChildren.apply($('conversations'), items);
   }
 
-  function select(id) {
+  // ---- History (closed conversations, read-only) and search ------------------------------------
+
+  function when(ms) {
+    if (!ms) return '';
+    var d = new Date(ms);
+    return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
+      : d.toLocaleDateString([], { month: 'short', day: 'numeric' });
+  }
+
+  function listNote(text, more) {
+    $('list-note').textContent = text || '';
+    $('list-note').hidden = !text;
+    $('list-more').hidden = !more;
+  }
+
+  function loadHistory(fresh) {
+    var h = state.history;
+    if (!fresh && (!h || !h.next_cursor || h.loading)) return;
+    if (fresh) h = state.history = { ids: [], next_cursor: null };
+    h.loading = true;
+    renderList();
+    var frame = { action: 'list', closed: true };
+    if (h.next_cursor) frame.cursor = h.next_cursor;
+    request(frame).then(function (page) {
+      if (state.history !== h) return;
+      page.conversations.forEach(function (c) {
+        state.conversations[c.conversation_id] = Object.assign({}, state.conversations[c.conversation_id] || {}, c);
+        if (h.ids.indexOf(c.conversation_id) < 0) h.ids.push(c.conversation_id);
+      });
+      h.next_cursor = page.next_cursor;
+      h.loading = false;
+      renderList();
+    }, function () { h.loading = false; h.failed = true; renderList(); });
+  }
+
+  function renderHistory() {
+    var h = state.history || { ids: [] };
+    var items = h.ids.map(function (id) { return state.conversations[id]; })
+      .filter(function (c) { return c && c.status === 'closed'; }).map(function (c) {
+        return el('li', { class: c.conversation_id === state.selected ? 'selected' : '', 'data-id': c.conversation_id,
+          onclick: function () { select(c.conversation_id); } }, [
+          el('span', { class: 'who' }, [visitorLabel(c), el('span', { class: 'tag closed', text: 'closed' })]),
+          el('span', { class: 'when', text: when(c.closed_at) }),
+          el('span', { class: 'last', text: c.last_text || '—' })
+        ]);
+      });
+    $('conversations').replaceChildren.apply($('conversations'), items);
+    listNote(h.loading ? 'Loading…' : h.failed ? 'Could not load the history; reconnecting.' :
+      items.length ? '' : 'No closed conversations yet. Conversations you close are kept here.', !!h.next_cursor && !h.loading);
+  }
+
+  function runSearch(query, more) {
+    var s = state.search;
+    if (more) {
+      if (!s || !s.next_cursor || s.loading) return;
+    } else {
+      s = state.search = { query: query, results: [], next_cursor: null };
+    }
+    s.loading = true;
+    renderList();
+    var frame = { action: 'search', query: s.query };
+    if (more) frame.cursor = s.next_cursor;
+    request(frame).then(function (page) {
+      if (state.search !== s) return;
+      Object.keys(page.conversations || {}).forEach(function (id) {
+        state.conversations[id] = Object.assign({}, state.conversations[id] || {}, page.conversations[id]);
+      });
+      s.results = s.results.concat(page.results);
+      s.next_cursor = page.next_cursor;
+      s.loading = false;
+      renderList();
+    }, function (err) {
+      if (state.search !== s) return;
+      s.loading = false;
+      s.error = err.code === 'invalid_query' ? 'Type a word to search for.' : (err.message || 'The search failed.');
+      renderList();
+    });
+  }
+
+  function renderSearch() {
+    var s = state.search || { results: [] };
+    var items = s.results.map(function (r) {
+      var c = state.conversations[r.conversation_id] || r;
+      var selected = r.conversation_id === state.selected && (!state.hit || state.hit.seq === r.seq);
+      return el('li', { class: 'result' + (selected ? ' selected' : ''), 'data-id': r.conversation_id, 'data-seq': r.seq || '',
+        onclick: function () { select(r.conversation_id, r.seq || null); } }, [
+        el('span', { class: 'who' }, [visitorLabel(c), c.status === 'closed' ? el('span', { class: 'tag closed', text: 'closed' }) : null,
+          r.matched === 'visitor' ? el('span', { class: 'tag', text: 'visitor' }) : null]),
+        el('span', { class: 'when', text: when(r.created_at) }),
+        el('span', { class: 'snippet', text: r.snippet || '' })
+      ]);
+    });
+    $('conversations').replaceChildren.apply($('conversations'), items);
+    listNote(s.loading ? 'Searching…' : s.error ? s.error :
+      items.length ? '' : 'Nothing found for “' + s.query + '”. Search finds whole words, and Chinese from two characters.',
+      !!s.next_cursor && !s.loading);
+  }
+
+  function showTab(tab) {
+    state.tab = tab;
+    Array.prototype.forEach.call(document.querySelectorAll('.tabs button'), function (b) {
+      b.classList.toggle('active', b.getAttribute('data-tab') === tab);
+    });
+    if (tab !== 'search') $('search').value = '';
+    if (tab === 'history') loadHistory(true);
+    renderList();
+  }
+
+  function select(id, atSeq) {
     state.selected = id;
+    state.hit = atSeq ? { id: id, seq: atSeq } : null;
     $('empty').hidden = true;
     $('conversation').hidden = false;
     renderList();
     renderConversation();
-    openView(id).then(function () { renderMessages(); markRead(); }).catch(function () {});
+    openView(id, atSeq).then(function () {
+      renderMessages(); markRead();
+      var hit = atSeq && $('messages').querySelector('.msg[data-seq="' + atSeq + '"]');
+      if (hit) hit.scrollIntoView({ block: 'center' });
+    }).catch(function () {});
     request({ action: 'pages', conversation_id: id }).then(function (r) {
       state.pages[id] = r.pages;
       renderDetails();
@@ -636,6 +763,7 @@
     $('close-conversation').hidden = closed;
     $('closed-note').hidden = !closed;
     $('text').disabled = closed;
+    $('composer').hidden = closed;  // read-only: the visitor's next message reopens it
     var select = $('transfer-to');
     var others = state.agentsOnline.filter(function (a) { return a !== state.session.agent_id; });
     select.replaceChildren.apply(select, others.map(function (a) { return el('option', { value: a, text: a }); }));
@@ -716,18 +844,27 @@
         delete unsent.failed; saveOutbox(); renderMessages(); flushOutbox();
       } }));
     }
-    return el('div', { class: 'msg ' + (mine ? 'agent' : 'visitor') + (unsent ? ' unsent' : '') + (unsent && unsent.failed ? ' failed' : ''),
+    var hit = state.hit && state.hit.id === id && state.hit.seq === m.seq;
+    return el('div', { class: 'msg ' + (mine ? 'agent' : 'visitor') + (unsent ? ' unsent' : '') + (unsent && unsent.failed ? ' failed' : '') + (hit ? ' hit' : ''),
       'data-seq': m.seq || '' }, [bubble, meta]);
   }
 
   // ---- wiring -------------------------------------------------------------------------------
 
   Array.prototype.forEach.call(document.querySelectorAll('.tabs button'), function (button) {
-    button.addEventListener('click', function () {
-      state.tab = button.getAttribute('data-tab');
-      Array.prototype.forEach.call(document.querySelectorAll('.tabs button'), function (b) { b.classList.toggle('active', b === button); });
-      renderList();
-    });
+    button.addEventListener('click', function () { showTab(button.getAttribute('data-tab')); });
+  });
+  $('search-form').addEventListener('submit', function (e) {
+    e.preventDefault();
+    var query = $('search').value.trim();
+    if (!query) { showTab('mine'); return; }
+    showTab('search');
+    $('search').value = query;
+    runSearch(query);
+  });
+  $('search').addEventListener('search', function () { if (!$('search').value && state.tab === 'search') showTab('mine'); });
+  $('list-more').addEventListener('click', function () {
+    if (state.tab === 'history') loadHistory(false); else if (state.tab === 'search') runSearch(null, true);
   });
   $('composer').addEventListener('submit', function (e) { e.preventDefault(); sendText(); });
   $('text').addEventListener('keydown', function (e) {
