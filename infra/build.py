@@ -112,7 +112,8 @@ def table_resource(model: Any, table_name: str) -> Dict[str, Any]:
     for kind, key in (("global_secondary_indexes", "GlobalSecondaryIndexes"),
                       ("local_secondary_indexes", "LocalSecondaryIndexes")):
         if schema.get(kind):
-            properties[key] = [{"IndexName": index["index_name"], "KeySchema": index["key_schema"],
+            properties[key] = [{"IndexName": index["index_name"],
+                                "KeySchema": sorted(index["key_schema"], key=lambda k: k["KeyType"]),
                                 "Projection": index["projection"]} for index in schema[kind]]
     if model in TTL_ATTRIBUTES:
         properties["TimeToLiveSpecification"] = {"AttributeName": TTL_ATTRIBUTES[model], "Enabled": True}

@@ -80,6 +80,7 @@ class Deployment:
     authorizers: Dict[str, Authorizer] = field(default_factory=dict)
     schedules: List[Schedule] = field(default_factory=list)
     streams: List[StreamSource] = field(default_factory=list)
+    binary_media_types: List[str] = field(default_factory=list)  # the REST API's, e.g. "image/png", "*/*"
     # AWS::DynamoDB::Table Properties as CloudFormation would create them (template boot only)
     tables: List[Dict[str, object]] = field(default_factory=list)
     project_dir: str = "."
@@ -141,6 +142,7 @@ def deployment_from_description(description: Dict[str, object], project_dir: str
         rest_routes=[RestRoute(**route) for route in description["rest_routes"]],  # type: ignore
         authorizers={name: authorizer(data) for name, data in description["authorizers"].items()},  # type: ignore
         schedules=[Schedule(**schedule) for schedule in description["schedules"]],  # type: ignore
+        binary_media_types=list(description.get("binary_media_types", [])),  # type: ignore
         project_dir=project_dir,
     )
 
@@ -229,6 +231,7 @@ def describe_chalice_app(app: object, module_name: str, attribute: str, project_
         "rest_routes": [dataclasses.asdict(route) for route in rest_routes],
         "authorizers": {name: dataclasses.asdict(auth) for name, auth in authorizers.items()},
         "schedules": [dataclasses.asdict(schedule) for schedule in schedules],
+        "binary_media_types": list(getattr(getattr(app, "api", None), "binary_types", [])),
     }
 
 

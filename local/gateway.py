@@ -43,12 +43,13 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
 
 from local.functions import Deployment, deployment_from_chalice
+from local.rest_api import RestApi
 from local.lambda_runtime import (DEFAULT_PER_FUNCTION, DEFAULT_TOTAL, FunctionError, LambdaRuntime,
                                   watch_files)
 
@@ -191,10 +192,11 @@ class LocalGateway:
                  workers: int = 32, runtime: Optional[LambdaRuntime] = None,
                  function_env: Optional[Dict[str, str]] = None,
                  concurrency_per_function: int = DEFAULT_PER_FUNCTION, concurrency: int = DEFAULT_TOTAL,
-                 provisioned_concurrency: int = 0, reload: bool = False) -> None:
+                 provisioned_concurrency: int = 0, reload: bool = False, api_keys: Iterable[str] = ()) -> None:
         """``deployment``: what to serve; its functions run in ``runtime`` (default: a
         LambdaRuntime with ``function_env`` as overrides and the concurrency limits given).
-        ``app``: the Chalice app object, only for REST routes served in this process (optional).
+        ``app``: unused (kept for callers that pass it): REST routes run in the functions' workers.
+        ``api_keys``: the keys ``x-api-key`` may carry on routes with ``api_key_required``.
         ``schedule_interval(function_name, seconds)`` may change a schedule's rate.
         ``provisioned_concurrency``: environments of each function started before serving."""
         self.deployment = deployment
@@ -224,15 +226,14 @@ class LocalGateway:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
         self._extra_routes: List[Callable[[web.Application], None]] = []
-        self._rest = None
+        self.api_keys = tuple(api_keys)
+        self.rest_api: Optional[RestApi] = None
 
     @classmethod
     def for_chalice(cls, project_dir: str = ".", app_spec: str = "app:app", chalice_stage: Optional[str] = None,
                     **kwargs: Any) -> "LocalGateway":
         """Serve a Chalice project as `chalice deploy --stage` would deploy it."""
-        deployment = deployment_from_chalice(project_dir, app_spec, chalice_stage)
-        app = load_app(app_spec, project_dir) if deployment.rest_routes else None
-        return cls(deployment, app=app, **kwargs)
+        return cls(deployment_from_chalice(project_dir, app_spec, chalice_stage), **kwargs)
 
     # ---- public surface -------------------------------------------------------------------
 
@@ -283,11 +284,9 @@ class LocalGateway:
         self._extra_routes.append(lambda app: app.router.add_get(path, lambda request: _redirect(target)))
 
     async def start(self) -> None:
-        if self.app is not None:
-            from chalice.config import Config
-            from chalice.local import LocalGateway as ChaliceRestGateway
-
-            self._rest = ChaliceRestGateway(self.app, Config())
+        if self.deployment.rest_routes:
+            self.rest_api = RestApi(self.deployment, self.invoke, self.api_keys,
+                                    integration_timeout=self.integration_timeout)
         self._loop = asyncio.get_running_loop()
         for install in self._extra_routes:
             install(self._web)
@@ -481,7 +480,7 @@ class LocalGateway:
         return await self._handle_rest_if_served(request)
 
     async def _handle_rest_if_served(self, request: web.Request) -> web.StreamResponse:
-        if self._rest is None:
+        if self.rest_api is None:
             return web.json_response({"message": "Missing Authentication Token"}, status=403,
                                      headers={"x-amzn-ErrorType": "MissingAuthenticationTokenException"})
         return await self._handle_rest(request)
@@ -650,36 +649,11 @@ class LocalGateway:
 
     # ---- REST -------------------------------------------------------------------------------
 
-    async def _handle_rest(self, request: web.Request) -> web.Response:
-        from chalice.local import ForbiddenError
-
-        path = "/" + request.match_info["tail"]
-        if request.query_string:
-            path += "?" + request.query_string
-        body = await request.read()
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        started = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        try:
-            result = await loop.run_in_executor(
-                self._pool, self._rest.handle_request, request.method, path, headers, body or None)
-        except ForbiddenError as exc:
-            result = {"statusCode": 403, "headers": exc.headers, "body": exc.body}
-        status = int(result.get("statusCode", 200))
-        log.info("%-28s conn=%-17s %7.1fms status=%s", f"{request.method} /{request.match_info['tail']}",
-                 "-", (time.perf_counter() - started) * 1000, status)
-        response_headers = dict(result.get("headers") or {})
-        for name, values in (result.get("multiValueHeaders") or {}).items():
-            response_headers[name] = ", ".join(values)
-        raw = result.get("body")
-        if result.get("isBase64Encoded") and raw:
-            payload = base64.b64decode(raw)
-        elif isinstance(raw, bytes):
-            payload = raw
-        else:
-            payload = (raw or "").encode()
-        response_headers.pop("Content-Length", None)
-        return web.Response(status=status, body=payload, headers=response_headers)
+    async def _handle_rest(self, request: web.Request) -> web.StreamResponse:
+        """REST as API Gateway's REST API serves it (local/rest_api.py), the function in its workers."""
+        assert self.rest_api is not None
+        path = request.raw_path.split("?", 1)[0][len(self.rest_prefix):] or "/"
+        return await self.rest_api.handle(request, path)
 
     # ---- schedules --------------------------------------------------------------------------
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, Iterable, Mapping
 
+import botocore.exceptions
+
 from local.functions import Deployment
 from local.template import TemplateError
 
@@ -39,6 +41,17 @@ def create_table_request(properties: Mapping[str, Any]) -> Dict[str, Any]:
     return request
 
 
+def _unless_unsupported(call: Any, **kwargs: Any) -> None:
+    """Table settings a local store may not implement (dynalite has neither TTL nor backups; the app
+    checks expiry itself, as DynamoDB's TTL deletes lazily): skipped there, with a note."""
+    try:
+        call(**kwargs)
+    except botocore.exceptions.ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "UnknownOperationException":
+            raise
+        log.info("the local store has no %s: skipped for %s", call.__name__, kwargs.get("TableName"))
+
+
 def create_tables(tables: Iterable[Mapping[str, Any]], client: Any) -> Dict[str, str]:
     """Create each table (a boto3 DynamoDB client); an existing one is kept as it is.
     Returns {table name: "created" or "existing"}."""
@@ -53,11 +66,11 @@ def create_tables(tables: Iterable[Mapping[str, Any]], client: Any) -> Dict[str,
         client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 150})
         ttl = properties.get("TimeToLiveSpecification")
         if ttl and ttl.get("Enabled"):
-            client.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+            _unless_unsupported(client.update_time_to_live, TableName=name, TimeToLiveSpecification=ttl)
         recovery = properties.get("PointInTimeRecoverySpecification")
         if recovery and recovery.get("PointInTimeRecoveryEnabled"):
-            client.update_continuous_backups(
-                TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+            _unless_unsupported(client.update_continuous_backups, TableName=name,
+                                PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
         outcome[name] = "created"
     log.info("tables from the template: %s", ", ".join(f"{n} ({o})" for n, o in outcome.items()))
     return outcome

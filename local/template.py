@@ -451,6 +451,8 @@ class _Builder:
         stage = self.rest_stage(logical, resource)
         self.api_stages[self.r.physical_id(logical)] = (logical, [stage])
         security = body.get("securityDefinitions", {})
+        self.deployment.binary_media_types = list(self.r.resolve(
+            body.get("x-amazon-apigateway-binary-media-types", props.get("BinaryMediaTypes", []))))
         for path, methods in body.get("paths", {}).items():
             routes: List[RestRoute] = []
             preflight: Optional[Dict[str, str]] = None

@@ -428,3 +428,14 @@ def test_aliyun_dry_run_limits_the_role_to_the_upload_prefix():
     assert permissions["Action"] == ["oss:PutObject", "oss:GetObject"]
     assert permissions["Resource"] == ["acs:oss:*:*:shop-files/uploads/*"]
     assert steps["PutBucketCors"]["rules"][0]["allowed_origins"] == ["https://shop.example"]
+
+
+def test_every_key_schema_names_its_hash_key_first():
+    """DynamoDB refuses a KeySchema whose first element is not HASH ("Invalid KeySchema: The first
+    KeySchemaElement is not a HASH key type"): pynamodb lists some index keys range-first, which the
+    template-booted local stack (on dynalite, which validates as DynamoDB does) caught."""
+    for table in build.tables("kefu-dev-").values():
+        properties = table["Properties"]
+        schemas = [properties["KeySchema"]] + [index["KeySchema"] for index in properties.get("GlobalSecondaryIndexes", [])]
+        for schema in schemas:
+            assert schema[0]["KeyType"] == "HASH", (properties["TableName"], schema)

@@ -62,7 +62,8 @@ def test_a_template_pushing_to_an_undeployed_stage_does_not_boot(packaged_templa
             endpoint = resource["Properties"]["Environment"]["Variables"]["KEFU_WS_MANAGEMENT_ENDPOINT"]
             endpoint["Fn::Sub"] = endpoint["Fn::Sub"].rsplit("/", 1)[0] + "/dev"
     (tmp_path / "sam.json").write_text(json.dumps(template))
-    (tmp_path / "deployment.zip").symlink_to(packaged_template.with_name("deployment.zip"))
+    for package in packaged_template.parent.glob("*.zip"):  # the code and its layers
+        (tmp_path / package.name).symlink_to(package)
     with pytest.raises(RuntimeError) as refused:
         RunningStack(["--template", str(tmp_path / "sam.json")])
     log = str(refused.value)
