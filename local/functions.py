@@ -143,6 +143,7 @@ def deployment_from_description(description: Dict[str, object], project_dir: str
         authorizers={name: authorizer(data) for name, data in description["authorizers"].items()},  # type: ignore
         schedules=[Schedule(**schedule) for schedule in description["schedules"]],  # type: ignore
         binary_media_types=list(description.get("binary_media_types", [])),  # type: ignore
+        streams=[StreamSource(**stream) for stream in description.get("streams", [])],  # type: ignore
         project_dir=project_dir,
     )
 
@@ -217,13 +218,21 @@ def describe_chalice_app(app: object, module_name: str, attribute: str, project_
         websocket_routes[route_key] = add(_WEBSOCKET_FUNCTIONS.get(route_key, "websocket_message"),
                                           handler(ws_config.handler_string))
     schedules: List[Schedule] = []
+    streams: List[StreamSource] = []
     for source in getattr(app, "event_sources", []):
         expression = getattr(source, "schedule_expression", None)
-        if expression is None:
-            continue  # S3, SNS, SQS, ... have no local stand-in
-        text = expression.to_string() if hasattr(expression, "to_string") else str(expression)
-        schedules.append(Schedule(function=add(source.name, handler(source.handler_string)),
-                                  expression=text, name=source.name))
+        stream_arn = getattr(source, "stream_arn", None)
+        if expression is not None:
+            text = expression.to_string() if hasattr(expression, "to_string") else str(expression)
+            schedules.append(Schedule(function=add(source.name, handler(source.handler_string)),
+                                      expression=text, name=source.name))
+        elif stream_arn is not None and ":dynamodb:" in stream_arn:
+            window = source.maximum_batching_window_in_seconds
+            streams.append(StreamSource(
+                function=add(source.name, handler(source.handler_string)), table=table_of_stream(stream_arn),
+                batch_size=int(source.batch_size or 100), batching_window_s=float(window or 0),
+                starting_position=str(source.starting_position)))
+        # S3, SNS, SQS, Kinesis, ... have no local stand-in
     return {
         "stage": config.api_gateway_stage or DEFAULT_API_GATEWAY_STAGE,
         "functions": {name: dataclasses.asdict(spec) for name, spec in functions.items()},
@@ -232,7 +241,13 @@ def describe_chalice_app(app: object, module_name: str, attribute: str, project_
         "authorizers": {name: dataclasses.asdict(auth) for name, auth in authorizers.items()},
         "schedules": [dataclasses.asdict(schedule) for schedule in schedules],
         "binary_media_types": list(getattr(getattr(app, "api", None), "binary_types", [])),
+        "streams": [dataclasses.asdict(stream) for stream in streams],
     }
+
+
+def table_of_stream(stream_arn: str) -> str:
+    """The table a DynamoDB stream ARN (``arn:aws:dynamodb:...:table/NAME/stream/LABEL``) names."""
+    return stream_arn.split(":table/", 1)[-1].split("/", 1)[0]
 
 
 def _describe_main(argv: List[str]) -> None:

@@ -20,6 +20,7 @@ Chalice project, or from a packaged template) on one port, under its stage (Chal
   ``app.websocket_api.send/close/info`` reach this gateway with no change to the app.
 - REST routes under ``/{stage}`` (Chalice's own local gateway, in this process, for now).
 - Scheduled functions on their rate (overridable, so tests can speed them up).
+- DynamoDB stream functions fed from the functions' writes (``streams``: local/streams.py).
 - Static files and extra JSON routes for whoever embeds it.
 With ``reload``, a change to the project's Python files restarts the functions' environments;
 sockets live here and stay open.
@@ -52,6 +53,7 @@ from local.functions import Deployment, deployment_from_chalice
 from local.rest_api import RestApi
 from local.lambda_runtime import (DEFAULT_PER_FUNCTION, DEFAULT_TOTAL, FunctionError, LambdaRuntime,
                                   watch_files)
+from local.streams import LocalStreams
 
 log = logging.getLogger("local.gateway")
 
@@ -192,13 +194,15 @@ class LocalGateway:
                  workers: int = 32, runtime: Optional[LambdaRuntime] = None,
                  function_env: Optional[Dict[str, str]] = None,
                  concurrency_per_function: int = DEFAULT_PER_FUNCTION, concurrency: int = DEFAULT_TOTAL,
-                 provisioned_concurrency: int = 0, reload: bool = False, api_keys: Iterable[str] = ()) -> None:
+                 provisioned_concurrency: int = 0, reload: bool = False, api_keys: Iterable[str] = (),
+                 streams: Optional[LocalStreams] = None) -> None:
         """``deployment``: what to serve; its functions run in ``runtime`` (default: a
         LambdaRuntime with ``function_env`` as overrides and the concurrency limits given).
         ``app``: unused (kept for callers that pass it): REST routes run in the functions' workers.
         ``api_keys``: the keys ``x-api-key`` may carry on routes with ``api_key_required``.
         ``schedule_interval(function_name, seconds)`` may change a schedule's rate.
-        ``provisioned_concurrency``: environments of each function started before serving."""
+        ``provisioned_concurrency``: environments of each function started before serving.
+        ``streams``: feeds the Deployment's stream functions from the writes of its functions."""
         self.deployment = deployment
         self.app = app
         self.host = host
@@ -228,6 +232,7 @@ class LocalGateway:
         self._extra_routes: List[Callable[[web.Application], None]] = []
         self.api_keys = tuple(api_keys)
         self.rest_api: Optional[RestApi] = None
+        self.streams = streams
 
     @classmethod
     def for_chalice(cls, project_dir: str = ".", app_spec: str = "app:app", chalice_stage: Optional[str] = None,
@@ -313,6 +318,8 @@ class LocalGateway:
             "host_pattern": re.escape(API_ID) + r"\.execute-api\.[a-z0-9-]+\.amazonaws\.com(\.cn)?",
             "target": f"http://{reachable}:{self.port}",
         }
+        if self.streams is not None:
+            await self._start_streams(self.streams)
         if self.provisioned_concurrency:
             await self.runtime.provision(self.provisioned_concurrency)
         self._start_schedules()
@@ -320,7 +327,14 @@ class LocalGateway:
             self._tasks.append(watch_files(self.deployment.project_dir, self.runtime.reload))
         log.info("gateway listening on %s (WebSocket %s, REST %s)", self.base_url, self.websocket_url, self.rest_url)
 
+    async def _start_streams(self, streams: LocalStreams) -> None:
+        """Before any environment starts: they note the writes to these tables from their first call."""
+        self.runtime.stream_tables = await streams.start(self.invoke)
+        self.runtime.on_stream_writes = streams.note
+
     async def stop(self) -> None:
+        if self.streams is not None:
+            await self.streams.stop()
         for task in self._tasks:
             task.cancel()
         for connection in list(self.connections.values()):

@@ -16,6 +16,12 @@ function's handler. Like Lambda:
 - ``context.get_remaining_time_in_millis()`` counts down to the function's deadline;
 - environments idle for ``idle_seconds`` are stopped.
 
+With ``stream_tables`` set (``{table name: [key attribute names]}``, by local/streams.py), each
+environment notes the items its function writes to those tables and every reply carries them:
+they go to ``on_stream_writes``, whatever the invocation's outcome (a write that succeeded before
+the handler raised is on the stream in AWS too). An environment killed mid-invocation (timeout,
+crash) takes its notes with it.
+
 ``invoke(function_name, event)`` is the seam the gateway (WebSocket routes, schedules) and the
 REST API use. Each invocation logs one line: function, route, connection, duration, status, and
 cold (with its init time) or warm. ``reload()`` retires every environment (busy ones when their
@@ -144,6 +150,8 @@ class LambdaRuntime:
         self.idle_seconds = idle_seconds
         self.python = python
         self.redirect: Optional[Dict[str, str]] = None  # {"host_pattern", "target"}: set by the gateway
+        self.stream_tables: Dict[str, List[str]] = {}  # set by local/streams.py before the first start
+        self.on_stream_writes: Optional[Callable[[List[Dict[str, Any]]], None]] = None
         self._pools: Dict[str, _Pool] = {name: _Pool() for name in deployment.functions}
         self._generation = 0
         self._closed = False
@@ -337,7 +345,8 @@ class LambdaRuntime:
         process_ended.add_done_callback(lambda _: self._environments.discard(env))
         try:
             await env.send({"handler": spec.handler, "function_name": spec.name, "memory_mb": spec.memory_mb,
-                            "redirect": self.redirect, "layers": list(spec.layers)})
+                            "redirect": self.redirect, "layers": list(spec.layers),
+                            "stream_tables": self.stream_tables})
             reply = await asyncio.wait_for(env.receive(), INIT_TIMEOUT_S)
         except asyncio.TimeoutError:
             env.kill()
@@ -376,6 +385,8 @@ class LambdaRuntime:
             self._discard(env)
             raise
         self._release(env)
+        if reply.get("stream_writes") and self.on_stream_writes is not None:
+            self.on_stream_writes(reply["stream_writes"])
         if "error" in reply:
             raise FunctionError(reply["error"])
         return reply.get("result")
@@ -405,6 +416,10 @@ def describe_event(event: Any) -> Tuple[str, str]:
         return f"{event['httpMethod']} {event.get('path') or event.get('resource', '')}", "-"
     if event.get("source") == "aws.events":
         return "schedule", "-"
+    records = event.get("Records")
+    if isinstance(records, list) and records and isinstance(records[0], dict) \
+            and records[0].get("eventSource") == "aws:dynamodb":
+        return f"stream ({len(records)} records)", "-"
     if event.get("type") in ("TOKEN", "REQUEST"):
         return f"authorizer {event.get('methodArn', '').rsplit('/', 2)[-1] or ''}".strip(), "-"
     return "-", "-"

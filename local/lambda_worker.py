@@ -13,6 +13,11 @@ stderr, so nothing it writes can corrupt the protocol.
    returns for an unhandled exception. Module state lives on between invocations, as in a warm
    Lambda container.
 
+With ``stream_tables`` in the init config (``{table name: [key attribute names]}``), the worker
+notes every item the handler's DynamoDB calls wrote to those tables (observe_writes) and adds them
+to the reply of the invocation that wrote them as ``"stream_writes": [{"operation", "table",
+"keys"}]``, which the runtime hands to the local stream stand-in (local/streams.py).
+
 Management API calls reach the local gateway because API Gateway's events name a real-looking
 domain (``{apiId}.execute-api.{region}.amazonaws.com``, what Chalice's ``websocket_api`` builds
 its endpoint from) and, in this process only, botocore's HTTP layer sends requests for that host
@@ -32,7 +37,7 @@ import struct
 import sys
 import time
 import traceback
-from typing import Any, BinaryIO, Dict, Optional
+from typing import Any, BinaryIO, Callable, Dict, List, Optional
 from urllib.parse import urlsplit
 
 HEADER = struct.Struct(">I")
@@ -133,6 +138,107 @@ class _AfterImport(importlib.abc.MetaPathFinder):
         return spec
 
 
+# ---- DynamoDB writes, for the local stream stand-in ----------------------------------------
+
+def observe_writes(stream_tables: Dict[str, List[str]], sink: Callable[[Dict[str, Any]], None]) -> Callable[[], None]:
+    """Call ``sink({"operation", "table", "keys"})`` for each item a DynamoDB call of this process
+    wrote to a table of ``stream_tables`` (table name -> key attribute names), once DynamoDB
+    accepted the call: PutItem, UpdateItem, DeleteItem, and each Put, Update and Delete of a
+    TransactWriteItems or BatchWriteItem (less its UnprocessedItems). ``keys`` are typed attribute
+    values as a stream record's ``Keys`` carries them (typed_key). It wraps botocore's ``BaseClient._make_api_call``, the
+    call every boto3 client and pynamodb go through, once botocore.client is imported (so a
+    function that never uses boto3 never imports it). Returns a function that takes it off again."""
+    undo: List[Callable[[], None]] = []
+
+    def patch(module: Any) -> None:
+        base = module.BaseClient
+        original = base._make_api_call
+
+        def _make_api_call(self: Any, operation_name: str, api_params: Dict[str, Any]) -> Any:
+            result = original(self, operation_name, api_params)
+            if operation_name in _WRITES and self.meta.service_model.service_name == "dynamodb":
+                try:
+                    for note in written_items(operation_name, api_params, result, stream_tables):
+                        sink(note)
+                except Exception:  # never the app's problem: the write itself succeeded
+                    sys.stderr.write(f"[local streams] could not note a {operation_name}:\n{traceback.format_exc()}")
+            return result
+
+        base._make_api_call = _make_api_call
+        undo.append(lambda: setattr(base, "_make_api_call", original))
+
+    if "botocore.client" in sys.modules:
+        patch(sys.modules["botocore.client"])
+    else:
+        sys.meta_path.insert(0, _AfterImport("botocore.client", patch))
+
+    def take_off() -> None:
+        while undo:
+            undo.pop()()
+
+    return take_off
+
+
+_WRITES = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem")
+_TRANSACT_KINDS = (("Put", "PutItem"), ("Update", "UpdateItem"), ("Delete", "DeleteItem"))
+
+
+def written_items(operation: str, params: Dict[str, Any], result: Dict[str, Any],
+                  stream_tables: Dict[str, List[str]]) -> List[Dict[str, Any]]:
+    """The items a successful write call changed on the tables of ``stream_tables``."""
+
+    def note(op: str, table: str, item_or_key: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        names = stream_tables.get(table)
+        if names is None:
+            return None
+        return {"operation": op, "table": table, "keys": {name: typed_key(item_or_key[name]) for name in names}}
+
+    found: List[Optional[Dict[str, Any]]] = []
+    if operation == "PutItem":
+        found.append(note(operation, params["TableName"], params["Item"]))
+    elif operation in ("UpdateItem", "DeleteItem"):
+        found.append(note(operation, params["TableName"], params["Key"]))
+    elif operation == "TransactWriteItems":
+        for entry in params.get("TransactItems", ()):
+            for kind, op in _TRANSACT_KINDS:
+                if kind in entry:
+                    body = entry[kind]
+                    found.append(note(op, body["TableName"], body.get("Item") or body["Key"]))
+    elif operation == "BatchWriteItem":
+        unprocessed = (result or {}).get("UnprocessedItems") or {}
+        for table, requests in params.get("RequestItems", {}).items():
+            for request in requests:
+                if request in unprocessed.get(table, ()):
+                    continue
+                if "PutRequest" in request:
+                    found.append(note("PutItem", table, request["PutRequest"]["Item"]))
+                elif "DeleteRequest" in request:
+                    found.append(note("DeleteItem", table, request["DeleteRequest"]["Key"]))
+    return [item for item in found if item is not None]
+
+
+def typed_key(value: Any) -> Dict[str, str]:
+    """A key attribute's value as a stream record carries it in JSON: ``{"S"|"N"|"B": text}``,
+    binary as base64. boto3's resource layer hands plain values (str, number, bytes, Binary)."""
+    if isinstance(value, dict) and len(value) == 1:
+        (kind, inner), = value.items()
+        if kind in ("S", "N", "B"):
+            return {"B": _base64(inner)} if kind == "B" else {kind: str(inner)}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, (bytes, bytearray)) or hasattr(value, "value"):  # boto3's Binary wraps bytes
+        return {"B": _base64(getattr(value, "value", value))}
+    if isinstance(value, (int, float)) or type(value).__name__ == "Decimal":
+        return {"N": str(value)}
+    raise TypeError(f"not a key attribute value: {value!r}")
+
+
+def _base64(data: Any) -> str:
+    import base64
+
+    return data if isinstance(data, str) else base64.b64encode(bytes(data)).decode()
+
+
 # ---- the environment's life -------------------------------------------------------------------
 
 def load_handler(handler: str) -> Any:
@@ -143,10 +249,12 @@ def load_handler(handler: str) -> Any:
     return getattr(module, attribute)
 
 
-def init(config: Dict[str, Any]) -> Any:
+def init(config: Dict[str, Any], stream_writes: List[Dict[str, Any]]) -> Any:
     redirect = config.get("redirect")
     if redirect:
         install_redirect(redirect["host_pattern"], redirect["target"])
+    if config.get("stream_tables"):
+        observe_writes(config["stream_tables"], stream_writes.append)
     for layer in config.get("layers", ()):
         sys.path.append(os.path.join(layer, "python"))  # after the task root, as /opt/python on Lambda
     module_name = config["handler"].rpartition(".")[0]
@@ -172,8 +280,9 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
     if config is None:
         return
     started = time.perf_counter()
+    stream_writes: List[Dict[str, Any]] = []  # noted since the last reply (init's ride on the first)
     try:
-        handler = init(config)
+        handler = init(config, stream_writes)
     except _InitError as exc:
         write_message(replies, {"error": error_payload(exc, error_type=exc.error_type)})
         return
@@ -182,6 +291,13 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
         return
     write_message(replies, {"ready": True, "init_ms": round((time.perf_counter() - started) * 1000, 1)})
     function_name, memory_mb = config["function_name"], int(config.get("memory_mb", 128))
+
+    def reply(message: Dict[str, Any]) -> None:
+        if stream_writes:
+            message["stream_writes"] = list(stream_writes)
+        write_message(replies, message)
+        stream_writes.clear()
+
     while True:
         request = read_message(requests)
         if request is None:
@@ -193,12 +309,12 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
         except Exception as exc:
             # What Lambda writes to the function's log for an unhandled exception.
             sys.stderr.write(f"[ERROR] {type(exc).__name__}: {exc}\n{''.join(traceback.format_exc())}")
-            write_message(replies, {"error": error_payload(exc, request_id)})
+            reply({"error": error_payload(exc, request_id)})
             continue
         try:
-            write_message(replies, {"result": result})
+            reply({"result": result})
         except (TypeError, ValueError) as exc:
-            write_message(replies, {"error": error_payload(
+            reply({"error": error_payload(
                 exc, request_id, "Runtime.MarshalError", f"Unable to marshal response: {exc}")})
 
 

@@ -112,7 +112,7 @@ class Stack:
         create_tables()
         self._expire_unattached_uploads(standins)
         self._seed(base)
-        gateway = self._start_gateway(port, deployment, stage)
+        gateway = self._start_gateway(port, deployment, stage, dynamodb_endpoint)
         self.info = self._describe(gateway, base, dynamodb_endpoint, standins)
         return self.info
 
@@ -202,7 +202,7 @@ class Stack:
         settings.cache_clear()
         self._expire_unattached_uploads(standins)
         self._seed(base)
-        gateway = self._start_deployment_gateway(deployment, port)
+        gateway = self._start_deployment_gateway(deployment, port, dynamodb_endpoint)
         self.info = self._describe(gateway, base, dynamodb_endpoint, standins)
         return self.info
 
@@ -262,8 +262,9 @@ class Stack:
         except KefuError:
             pass
 
-    def _start_gateway(self, port: int, deployment: Any, stage: str) -> Any:
+    def _start_gateway(self, port: int, deployment: Any, stage: str, dynamodb_endpoint: str) -> Any:
         from chalicelib.config import settings
+        from chalicelib.models import STREAMS
         from local.functions import logical_name
         from local.gateway import LocalGateway, load_app
 
@@ -284,17 +285,19 @@ class Stack:
             schedule_interval=schedule_interval, function_env=function_env,
             concurrency_per_function=opts.concurrency_per_function, concurrency=opts.concurrency,
             provisioned_concurrency=1, reload=opts.reload,  # the first chat needs no cold starts
+            streams=_local_streams([_local_table(source, STREAMS) for source in deployment.streams], dynamodb_endpoint),
         )
         return self._serve(gateway)
 
-    def _start_deployment_gateway(self, deployment: Any, port: int) -> Any:
+    def _start_deployment_gateway(self, deployment: Any, port: int, dynamodb_endpoint: str) -> Any:
         """The gateway running a Deployment's functions in worker processes of their own
-        (local/lambda_runtime.py), with the template's stage and schedules as deployed."""
+        (local/lambda_runtime.py), with the template's stage, schedules and streams as deployed."""
         from local.gateway import LocalGateway
 
         opts = self.options
         return self._serve(LocalGateway(deployment, host=opts.host, port=port, idle_timeout=opts.idle_timeout,
-                                        max_connection_seconds=opts.max_connection_seconds))
+                                        max_connection_seconds=opts.max_connection_seconds,
+                                        streams=_local_streams(deployment.streams, dynamodb_endpoint)))
 
     def _serve(self, gateway: Any) -> Any:
         """The static pages and /local/info next to the APIs; serving from a thread of its own."""
@@ -314,6 +317,31 @@ class Stack:
                 stop()
             except Exception:
                 log.exception("stopping %s", stop)
+
+
+def _local_table(source: Any, stream_models: Any) -> Any:
+    """app.py's stream ARN is a placeholder infra/build.py replaces; the table it names (with the
+    default prefix) is, locally, the table of that base name under this run's prefix."""
+    import dataclasses
+
+    for model in stream_models:
+        if source.table.endswith(model.Meta.base_name):
+            return dataclasses.replace(source, table=model.Meta.table_name)
+    return source
+
+
+def _local_streams(sources: List[Any], dynamodb_endpoint: str) -> Any:
+    """The stream stand-in (local/streams.py) feeding ``sources`` from the store, or None."""
+    if not sources:
+        return None
+    import boto3
+
+    from local.streams import LocalStreams
+
+    client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint, region_name=os.environ["AWS_DEFAULT_REGION"],
+                          aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"])
+    return LocalStreams(sources, client)
 
 
 def _serve_demo_site_at(base: str) -> None:

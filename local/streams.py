@@ -1,54 +1,61 @@
-"""DynamoDB Streams, locally: the app's ``@app.on_dynamodb_record`` handlers get the records a
-table's stream would carry (docs/search.md, "Locally").
+"""DynamoDB Streams, locally: a Deployment's stream functions (StreamSource, e.g. the app's
+``@app.on_dynamodb_record`` handler) get the records a table's stream would carry (docs/search.md,
+"Locally").
 
-The local stores (moto's server, dynalite) keep no stream the functions could read, so this is
-the stand-in, and it is local-only: in the process that runs the functions, every write that
-DynamoDB accepted on a table with a stream (chalicelib.models.STREAMS) is noted as it returns
-(pynamodb's ``Connection.dispatch``, the one door every table call goes through); a thread of its
-own then reads each noted item as it is now and invokes the handler with a batch of records shaped
-like Lambda's DynamoDB event (``eventName`` INSERT/MODIFY/REMOVE, ``Keys``, ``NewImage``,
-``SequenceNumber``, ``StreamViewType``), at most ``batch_size`` at a time, after at most
-``batch_window`` seconds, as the event source mapping would. The writer never waits for it.
+The local stores (moto's server, dynalite) keep no stream a function could read, so this is the
+stand-in, local-only, across processes:
+1. every execution environment notes the items its function wrote to a table with a stream (its
+   DynamoDB calls, through botocore; local/lambda_worker.py ``observe_writes``) and its reply
+   carries them to the runtime (local/lambda_runtime.py ``stream_tables``, ``on_stream_writes``);
+   REST routes served in the gateway's own process are observed there the same way;
+2. here, each StreamSource has a queue; a task takes up to ``batch_size`` noted writes, waiting at
+   most ``batching_window_s`` after the first, reads each item as it is now (GetItem,
+   ConsistentRead, from the store), builds records shaped like Lambda's DynamoDB event
+   (``eventName`` INSERT/MODIFY/REMOVE, ``Keys``, ``NewImage``, ``SequenceNumber``,
+   ``StreamViewType``) and invokes the function through the runtime: its own environments, as an
+   event source mapping would. The writer never waits for it.
 
-What differs from AWS: the image is the item when it is read (a moment after the write), not
-each intermediate image; a refused conditional write carries no record (as in AWS); a failed
-batch is logged and dropped, not retried until it expires.
+What differs from AWS:
+- the image is the item when it is read (a moment after the write), not each intermediate image;
+  two writes of one item in a batch both carry its latest image;
+- no OldImage (OLD_IMAGE and NEW_AND_OLD_IMAGES get NewImage only); a PutItem is INSERT even when it
+  replaced an item (AWS says MODIFY); an UpdateItem that created the item is MODIFY (AWS: INSERT);
+  a write whose item is gone by the time it is read is REMOVE;
+- a refused conditional write or cancelled transaction carries no record (as in AWS), nor does a
+  write whose environment was killed mid-invocation (timeout, crash) nor one made by anything but
+  the deployment's functions (the admin CLI, another process writing to the store);
+- a batch whose function fails is logged and dropped, not retried, bisected or sent to a
+  failure destination; order is kept per source, not per item across sources;
+- the view type comes from the table's StreamSpecification (DescribeTable), NEW_IMAGE when the
+  table has none (the Chalice project's tables are created without one).
 
-    from local import streams
-    feed = streams.attach(app)     # in the process that runs the functions, before they run
+    feed = LocalStreams(deployment.streams, boto3.client("dynamodb", endpoint_url=...))
+    runtime.stream_tables = await feed.start(runtime.invoke)   # on the runtime's event loop
+    runtime.on_stream_writes = feed.note
     ...
-    feed.drain()                   # tests: wait until every noted write was handed over
-    feed.stop()
+    await feed.drain()    # tests: wait until every noted write was delivered (or dropped)
+    await feed.stop()
 """
 from __future__ import annotations
 
+import asyncio
+import base64
+import itertools
 import logging
-import queue
-import threading
 import time
 import uuid
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence
 
-from pynamodb.connection.base import Connection
+from local.functions import StreamSource
 
 log = logging.getLogger("local.streams")
 
-WRITES = ("PutItem", "UpdateItem", "DeleteItem")
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
+DEFAULT_VIEW_TYPE = "NEW_IMAGE"
 
-
-class _Context:
-    """What Lambda hands a function as its second argument (the parts the app reads)."""
-
-    def __init__(self, function_name: str, timeout_s: float = 60.0) -> None:
-        self.function_name = function_name
-        self.aws_request_id = str(uuid.uuid4())
-        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
-        self._deadline = time.monotonic() + timeout_s
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+Invoke = Callable[[str, Any], Awaitable[Any]]
 
 
 def stream_arn(table_name: str) -> str:
@@ -74,145 +81,132 @@ def _size(image: Dict[str, Any]) -> int:
     return item_size(image)
 
 
+@dataclass
 class _Consumer:
-    """One event source mapping: a table's stream to one handler."""
+    """One event source mapping: a table's stream to one function."""
 
-    def __init__(self, table_name: str, key_names: List[str], view_type: str, handler: Callable[..., Any],
-                 function_name: str, batch_size: int, batch_window: float) -> None:
-        self.table_name = table_name
-        self.key_names = key_names
-        self.view_type = view_type
-        self.handler = handler
-        self.function_name = function_name
-        self.batch_size = batch_size
-        self.batch_window = batch_window
-        self.pending: "queue.Queue[Tuple[str, Dict[str, Any]]]" = queue.Queue()
+    source: StreamSource
+    view_type: str
+    pending: "asyncio.Queue[Dict[str, Any]]" = field(default_factory=asyncio.Queue)
 
 
 class LocalStreams:
-    def __init__(self, consumers: List[_Consumer], models: Dict[str, Any]) -> None:
-        self.consumers = consumers
-        self._models = models  # table name -> its pynamodb model (for reading images)
-        self._by_table: Dict[str, List[_Consumer]] = {}
-        for consumer in consumers:
-            self._by_table.setdefault(consumer.table_name, []).append(consumer)
-        self._sequence = 0
-        self._lock = threading.Lock()
+    def __init__(self, sources: Sequence[StreamSource], dynamodb: Any) -> None:
+        """``sources``: the Deployment's streams; ``dynamodb``: a boto3 DynamoDB client of the store
+        (describes the tables, reads the images; called from worker threads)."""
+        self.sources = list(sources)
+        self.dynamodb = dynamodb
+        self._consumers: Dict[str, List[_Consumer]] = {}  # table name -> its consumers
+        self._tasks: List[asyncio.Task] = []
+        self._sequence = itertools.count(1)  # next() is atomic: the reading threads share it
         self._outstanding = 0
-        self._idle = threading.Condition(self._lock)
-        self._stopped = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(c,), name=f"stream-{c.function_name}", daemon=True)
-                         for c in consumers]
-        self._original: Optional[Callable[..., Any]] = None
+        self._idle: Optional[asyncio.Condition] = None
+        self.delivered = 0  # records handed to functions that returned
+        self.dropped = 0    # records of batches whose function failed
 
-    # ---- noting writes ------------------------------------------------------------------------
-
-    def note(self, operation: str, kwargs: Dict[str, Any]) -> None:
-        """A write DynamoDB accepted: queue a record for each consumer of its table."""
-        if operation not in WRITES:
-            return
-        consumers = self._by_table.get(kwargs.get("TableName", ""))
-        if not consumers:
-            return
-        for consumer in consumers:
-            key = kwargs.get("Key") or {name: kwargs["Item"][name] for name in consumer.key_names}
-            with self._lock:
-                self._outstanding += 1
-            consumer.pending.put((operation, key))
-
-    def install(self) -> "LocalStreams":
-        original = self._original = Connection.dispatch
-        feed = self
-
-        def dispatch(connection: Any, operation_name: str, operation_kwargs: Dict[str, Any]) -> Any:
-            result = original(connection, operation_name, operation_kwargs)
-            feed.note(operation_name, operation_kwargs)
-            return result
-
-        Connection.dispatch = dispatch
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    # ---- feeding the handlers -----------------------------------------------------------------
-
-    def _run(self, consumer: _Consumer) -> None:
-        while not self._stopped.is_set():
+    async def start(self, invoke: Invoke) -> Dict[str, List[str]]:
+        """Describe the tables, start one task per source invoking ``invoke(function, event)``;
+        returns ``{table: [key attribute names]}`` for the runtime's ``stream_tables``."""
+        loop = asyncio.get_running_loop()
+        self._idle = asyncio.Condition()
+        stream_tables: Dict[str, List[str]] = {}
+        for source in self.sources:
             try:
-                first = consumer.pending.get(timeout=0.2)
-            except queue.Empty:
+                table = (await loop.run_in_executor(
+                    None, lambda: self.dynamodb.describe_table(TableName=source.table)))["Table"]
+            except Exception as exc:
+                log.warning("stream of %s for %s: the table cannot be described (%s); not fed locally",
+                            source.table, source.function, exc)
                 continue
-            batch = [first]
-            deadline = time.monotonic() + consumer.batch_window
-            while len(batch) < consumer.batch_size:
+            stream_tables[source.table] = [key["AttributeName"] for key in table["KeySchema"]]
+            view_type = (table.get("StreamSpecification") or {}).get("StreamViewType", DEFAULT_VIEW_TYPE)
+            consumer = _Consumer(source, view_type)
+            self._consumers.setdefault(source.table, []).append(consumer)
+            self._tasks.append(loop.create_task(self._run(consumer, invoke)))
+            log.info("stream of %s feeds %s (batches of %d, window %.1fs, %s)", source.table, source.function,
+                     source.batch_size, source.batching_window_s, view_type)
+        return stream_tables
+
+    def note(self, writes: List[Dict[str, Any]]) -> None:
+        """Writes DynamoDB accepted (``{"operation", "table", "keys"}``): queued for every consumer
+        of their table. Call on the event loop ``start`` ran on."""
+        for write in writes:
+            for consumer in self._consumers.get(write.get("table", ""), ()):
+                self._outstanding += 1
+                consumer.pending.put_nowait(write)
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Wait until every write noted so far was delivered to its function (or dropped)."""
+        assert self._idle is not None, "start() first"
+        async with self._idle:
+            await asyncio.wait_for(self._idle.wait_for(lambda: self._outstanding == 0), timeout)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    # ---- feeding the functions ----------------------------------------------------------------
+
+    async def _run(self, consumer: _Consumer, invoke: Invoke) -> None:
+        source = consumer.source
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await consumer.pending.get()]
+            deadline = loop.time() + source.batching_window_s
+            while len(batch) < source.batch_size:
+                left = deadline - loop.time()
                 try:
-                    batch.append(consumer.pending.get(timeout=max(0.0, deadline - time.monotonic())))
-                except queue.Empty:
+                    batch.append(consumer.pending.get_nowait() if left <= 0
+                                 else await asyncio.wait_for(consumer.pending.get(), left))
+                except (asyncio.QueueEmpty, asyncio.TimeoutError):
                     break
             try:
-                self._deliver(consumer, batch)
-            except Exception:
-                log.exception("stream handler %s failed on %d records (dropped)", consumer.function_name, len(batch))
+                records = await loop.run_in_executor(None, self._records, consumer, batch)
+                await invoke(source.function, {"Records": records})
+                self.delivered += len(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.dropped += len(batch)
+                log.warning("stream of %s: %s failed on %d records (dropped, not retried): %s",
+                            source.table, source.function, len(batch), getattr(exc, "payload", exc))
             finally:
-                with self._lock:
-                    self._outstanding -= len(batch)
+                self._outstanding -= len(batch)
+                assert self._idle is not None
+                async with self._idle:
                     self._idle.notify_all()
 
-    def _deliver(self, consumer: _Consumer, batch: List[Tuple[str, Dict[str, Any]]]) -> None:
+    def _records(self, consumer: _Consumer, batch: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """The batch's records, each with its item as it is now (in a worker thread)."""
         records = []
-        for operation, key in batch:
-            image = None if operation == "DeleteItem" else self._read_item(consumer.table_name, key)
-            with self._lock:
-                self._sequence += 1
-                sequence = self._sequence
+        for write in batch:
+            image = None
+            if write["operation"] != "DeleteItem":
+                key = {name: _wire(value) for name, value in write["keys"].items()}
+                image = self.dynamodb.get_item(TableName=write["table"], Key=key, ConsistentRead=True).get("Item")
+                image = None if image is None else _as_json(image)
             if image is None:
                 event_name = "REMOVE"
             else:
-                event_name = "INSERT" if operation == "PutItem" else "MODIFY"
-            records.append(stream_record(consumer.table_name, event_name, key, image, sequence, consumer.view_type))
-        consumer.handler({"Records": records}, _Context(consumer.function_name))
-
-    def _read_item(self, table_name: str, key: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-        """The item as it is now (its NEW_IMAGE), read past the hook."""
-        connection = self._models[table_name]._get_connection().connection
-        read = self._original or Connection.dispatch
-        found = read(connection, "GetItem", {"TableName": table_name, "Key": key, "ConsistentRead": True})
-        return found.get("Item")
-
-    def drain(self, timeout: float = 30.0) -> None:
-        """Wait until every write noted so far was handed to its handler."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while self._outstanding:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"{self._outstanding} stream records still undelivered")
-                self._idle.wait(left)
-
-    def stop(self) -> None:
-        self._stopped.set()
-        if self._original is not None and Connection.dispatch is not self._original:
-            Connection.dispatch = self._original
-        for thread in self._threads:
-            thread.join(timeout=5)
+                event_name = "INSERT" if write["operation"] == "PutItem" else "MODIFY"
+            records.append(stream_record(write["table"], event_name, write["keys"], image, next(self._sequence),
+                                         consumer.view_type))
+        return records
 
 
-def attach(app: Any, batch_window: Optional[float] = None) -> LocalStreams:
-    """Feed every ``@app.on_dynamodb_record`` handler of ``app`` from the writes of this process to
-    the tables in chalicelib.models.STREAMS whose name its stream ARN names. Returns the running feed."""
-    from chalicelib.models import STREAMS
+def _wire(value: Dict[str, str]) -> Dict[str, Any]:
+    """A record's key value (binary in base64) as botocore takes it (bytes)."""
+    return {"B": base64.b64decode(value["B"])} if "B" in value else value
 
-    consumers = []
-    models: Dict[str, Any] = {}
-    for source in getattr(app, "event_sources", []):
-        if type(source).__name__ != "DynamoDBEventConfig":
-            continue
-        table_in_arn = source.stream_arn.split(":table/", 1)[-1].split("/", 1)[0]
-        for model, view_type in STREAMS.items():
-            if table_in_arn.endswith(model.Meta.base_name):
-                key_names = [k["AttributeName"] for k in model._get_schema()["key_schema"]]
-                models[model.Meta.table_name] = model
-                window = source.maximum_batching_window_in_seconds if batch_window is None else batch_window
-                consumers.append(_Consumer(model.Meta.table_name, key_names, view_type, app.handler_map[source.name],
-                                           source.name, source.batch_size, float(window)))
-    return LocalStreams(consumers, models).install()
+
+def _as_json(value: Any) -> Any:
+    """An item as Lambda's event carries it: binary values in base64."""
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, dict):
+        return {key: _as_json(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_as_json(inner) for inner in value]
+    return value

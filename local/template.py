@@ -29,7 +29,8 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from local.functions import Authorizer, Deployment, FunctionSpec, RestRoute, Schedule, StreamSource
+from local.functions import (Authorizer, Deployment, FunctionSpec, RestRoute, Schedule, StreamSource,
+                             table_of_stream)
 
 FUNCTION = "AWS::Serverless::Function"
 WEBSOCKET_STAGE = "AWS::ApiGatewayV2::Stage"
@@ -375,7 +376,7 @@ class _Builder:
             props = self.r.resolve(event.get("Properties", {}))
             if event.get("Type") == "DynamoDB":
                 self.deployment.streams.append(StreamSource(
-                    function=logical, table=str(props["Stream"]).split(":table/", 1)[-1].split("/", 1)[0],
+                    function=logical, table=table_of_stream(str(props["Stream"])),
                     batch_size=int(props.get("BatchSize", 100)),
                     batching_window_s=float(props.get("MaximumBatchingWindowInSeconds", 0)),
                     starting_position=str(props.get("StartingPosition", "LATEST"))))

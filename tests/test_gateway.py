@@ -102,6 +102,15 @@ def test_deployment_from_chalice_reads_routes_stage_and_per_function_config(echo
     assert route.cors["Access-Control-Allow-Methods"] == "GET,OPTIONS"
 
 
+def test_deployment_from_chalice_reads_dynamodb_stream_sources():
+    from local.functions import StreamSource
+
+    deployment = deployment_from_chalice(str(ECHO_DIR.parents[2]), "app:app")  # Kefu's own app
+    assert deployment.streams == [StreamSource(function="IndexMessages", table="kefu-messages", batch_size=100,
+                                               batching_window_s=1.0, starting_position="TRIM_HORIZON")]
+    assert deployment.functions["IndexMessages"].handler == "app.index_messages"
+
+
 # ---- events -----------------------------------------------------------------------------------
 
 def test_events_match_api_gateway_field_by_field(echo):

@@ -238,21 +238,144 @@ def test_search_entries_expire_after_the_retention(harness, monkeypatch):
 
 # ---- the local stand-in for the stream ------------------------------------------------------
 
-def test_the_local_stream_feeds_the_apps_handler_from_real_writes(harness):
-    from local import streams
+def test_the_local_stream_feeds_the_indexer_from_the_writes_botocore_made(harness):
+    """The stand-in's two halves in one process: observe_writes (what each worker runs) notes the
+    chat's writes, LocalStreams reads their images and hands the indexer its records."""
+    import asyncio
 
-    feed = streams.attach(harness.app, batch_window=0.05)
-    try:
-        site, agent, agent_conn, visitor, visitor_conn = harness.chat()
-        cid = visitor["conversation_id"]
-        _send(harness, visitor_conn, cid, "l1", "这个紫砂茶壶有货吗")
-        harness.reply(agent_conn, {"action": "close", "conversation_id": cid})
-        feed.drain()
-    finally:
-        feed.stop()
+    import boto3
+
+    from chalicelib.config import settings
+    from local.functions import StreamSource
+    from local.lambda_worker import observe_writes
+    from local.streams import LocalStreams
+
+    invoked = []
+
+    async def invoke(function, event):
+        invoked.append((function, [record["eventName"] for record in event["Records"]]))
+        harness.app.handler_map["index_messages"](event, None)
+
+    async def run():
+        feed = LocalStreams([StreamSource("IndexMessages", Message.Meta.table_name, batching_window_s=0.05)],
+                            boto3.client("dynamodb", region_name=settings().region))
+        stream_tables = await feed.start(invoke)
+        assert stream_tables == {Message.Meta.table_name: ["conversation_id", "client_msg_id"]}
+        take_off = observe_writes(stream_tables, lambda write: feed.note([write]))
+        try:
+            site, agent, agent_conn, visitor, visitor_conn = harness.chat()
+            cid = visitor["conversation_id"]
+            _send(harness, visitor_conn, cid, "l1", "这个紫砂茶壶有货吗")
+            harness.reply(agent_conn, {"action": "close", "conversation_id": cid})
+            await feed.drain()
+        finally:
+            take_off()
+            await feed.stop()
+        return agent_conn, cid, feed
+
+    agent_conn, cid, feed = asyncio.run(run())
+    assert invoked and all(function == "IndexMessages" for function, _ in invoked)
+    assert "INSERT" in [name for _, names in invoked for name in names]
+    assert feed.dropped == 0 and feed.delivered >= 1
     found = _search(harness, agent_conn, "茶壶")["results"]
     assert [(r["conversation_id"], r["seq"]) for r in found] == [(cid, 1)]
     assert found[0]["status"] == "closed"
+
+
+def test_observed_writes_are_the_accepted_ones_on_stream_tables_only(aws):
+    """Resource-level boto3 writes, transactions and batches are seen; a refused conditional write,
+    a cancelled transaction and a write to another table are not."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    from chalicelib.config import settings
+    from chalicelib.models import Visitor
+    from local.lambda_worker import observe_writes
+
+    table = Message.Meta.table_name
+    notes = []
+    take_off = observe_writes({table: ["conversation_id", "client_msg_id"]}, notes.append)
+    try:
+        region = settings().region
+        client = boto3.client("dynamodb", region_name=region)
+        boto3.resource("dynamodb", region_name=region).Table(table).put_item(
+            Item={"conversation_id": "c1", "client_msg_id": "m1", "text": "hi"})
+        with pytest.raises(ClientError):
+            client.put_item(TableName=table, Item={"conversation_id": {"S": "c1"}, "client_msg_id": {"S": "m1"}},
+                            ConditionExpression="attribute_not_exists(conversation_id)")
+        client.transact_write_items(TransactItems=[
+            {"Update": {"TableName": table, "Key": {"conversation_id": {"S": "c1"}, "client_msg_id": {"S": "m1"}},
+                        "UpdateExpression": "SET #t = :t", "ExpressionAttributeNames": {"#t": "text"},
+                        "ExpressionAttributeValues": {":t": {"S": "edited"}}}},
+            {"Put": {"TableName": Visitor.Meta.table_name, "Item": {"site_id": {"S": "s1"}, "visitor_id": {"S": "v1"}}}}])
+        with pytest.raises(ClientError):
+            client.transact_write_items(TransactItems=[
+                {"Delete": {"TableName": table, "Key": {"conversation_id": {"S": "c1"}, "client_msg_id": {"S": "m1"}},
+                            "ConditionExpression": "attribute_not_exists(conversation_id)"}}])
+        client.batch_write_item(RequestItems={table: [
+            {"PutRequest": {"Item": {"conversation_id": {"S": "c2"}, "client_msg_id": {"S": "m2"}}}},
+            {"DeleteRequest": {"Key": {"conversation_id": {"S": "c1"}, "client_msg_id": {"S": "m1"}}}}]})
+    finally:
+        take_off()
+    client.delete_item(TableName=table, Key={"conversation_id": {"S": "c2"}, "client_msg_id": {"S": "m2"}})
+    assert [(n["operation"], n["table"], n["keys"]["conversation_id"]["S"]) for n in notes] == [
+        ("PutItem", table, "c1"), ("UpdateItem", table, "c1"), ("PutItem", table, "c2"), ("DeleteItem", table, "c1")]
+    assert notes[0]["keys"] == {"conversation_id": {"S": "c1"}, "client_msg_id": {"S": "m1"}}
+
+
+def test_a_batch_write_s_unprocessed_items_are_not_noted():
+    from local.lambda_worker import written_items
+
+    put = {"PutRequest": {"Item": {"k": {"S": "a"}, "v": {"N": "1"}}}}
+    delete = {"DeleteRequest": {"Key": {"k": {"S": "b"}}}}
+    notes = written_items("BatchWriteItem", {"RequestItems": {"t": [put, delete], "other": [put]}},
+                          {"UnprocessedItems": {"t": [delete]}}, {"t": ["k"]})
+    assert notes == [{"operation": "PutItem", "table": "t", "keys": {"k": {"S": "a"}}}]
+    # Keys travel as JSON, as Lambda's records carry them: binary in base64, numbers as text.
+    [note] = written_items("PutItem", {"TableName": "b", "Item": {"k": b"\x00\xff", "n": 7, "x": "y"}}, {},
+                           {"b": ["k", "n"]})
+    assert note["keys"] == {"k": {"B": "AP8="}, "n": {"N": "7"}}
+
+
+def test_a_failing_stream_function_drops_its_batch_and_the_feed_goes_on():
+    import asyncio
+
+    from local.functions import StreamSource
+    from local.streams import LocalStreams
+
+    class Store:
+        def describe_table(self, TableName):
+            return {"Table": {"KeySchema": [{"AttributeName": "k", "KeyType": "HASH"}],
+                              "StreamSpecification": {"StreamViewType": "KEYS_ONLY"}}}
+
+        def get_item(self, TableName, Key, ConsistentRead):
+            assert ConsistentRead
+            return {"Item": {**Key, "v": {"S": "now"}}}
+
+    batches = []
+
+    async def invoke(function, event):
+        batches.append(event["Records"])
+        if len(batches) == 1:
+            raise RuntimeError("the function failed")
+
+    async def run():
+        feed = LocalStreams([StreamSource("F", "t", batch_size=2, batching_window_s=0.2)], Store())
+        await feed.start(invoke)
+        feed.note([{"operation": "PutItem", "table": "t", "keys": {"k": {"S": str(i)}}} for i in range(3)])
+        feed.note([{"operation": "DeleteItem", "table": "t", "keys": {"k": {"S": "x"}}},
+                   {"operation": "PutItem", "table": "elsewhere", "keys": {"k": {"S": "y"}}}])
+        await feed.drain(timeout=5)
+        await feed.stop()
+        return feed
+
+    feed = asyncio.run(run())
+    assert [len(batch) for batch in batches] == [2, 2]
+    assert (feed.dropped, feed.delivered) == (2, 2)
+    last = batches[1]
+    assert [r["eventName"] for r in last] == ["INSERT", "REMOVE"]
+    assert all("NewImage" not in r["dynamodb"] and r["dynamodb"]["StreamViewType"] == "KEYS_ONLY" for r in last)
+    assert last[0]["dynamodb"]["SequenceNumber"] < last[1]["dynamodb"]["SequenceNumber"]
 
 
 # ---- History: closed conversations, most recently closed first ------------------------------------
