@@ -3,7 +3,7 @@ import logging
 
 from chalice import Chalice, Rate, Response
 
-from chalicelib import http, observability, protocol, sweep
+from chalicelib import admin, http, observability, protocol, sweep
 from chalicelib.config import settings
 
 app = Chalice(app_name="kefu")
@@ -73,6 +73,72 @@ def create_upload():
 @app.route("/v1/conversations/{conversation_id}/attachments/url", methods=["GET"], cors=True)
 def attachment_url(conversation_id):
     return http.respond(app.current_request, http.attachment_url, conversation_id)
+
+
+# Site owners' routes (chalicelib/admin.py): CORS like the agents' (KEFU_CONSOLE_ORIGINS).
+@app.route("/v1/admin/site", methods=["GET"])
+def admin_get_site():
+    return http.respond(app.current_request, admin.rest_get_site, console_only=True)
+
+
+@app.route("/v1/admin/site", methods=["PATCH"])
+def admin_update_site():
+    return http.respond(app.current_request, admin.rest_update_site, console_only=True)
+
+
+@app.route("/v1/admin/site", methods=["OPTIONS"])
+def admin_site_preflight():
+    return http.console_preflight(app.current_request)
+
+
+@app.route("/v1/admin/site/secret", methods=["GET"])
+def admin_reveal_secret():
+    return http.respond(app.current_request, admin.rest_reveal_secret, console_only=True)
+
+
+@app.route("/v1/admin/site/secret", methods=["POST"])
+def admin_rotate_secret():
+    return http.respond(app.current_request, admin.rest_rotate_secret, console_only=True)
+
+
+@app.route("/v1/admin/site/secret", methods=["OPTIONS"])
+def admin_secret_preflight():
+    return http.console_preflight(app.current_request)
+
+
+@app.route("/v1/admin/snippet", methods=["GET"])
+def admin_snippet():
+    return http.respond(app.current_request, admin.rest_snippet, console_only=True)
+
+
+@app.route("/v1/admin/snippet", methods=["OPTIONS"])
+def admin_snippet_preflight():
+    return http.console_preflight(app.current_request)
+
+
+@app.route("/v1/admin/agents", methods=["GET"])
+def admin_list_agents():
+    return http.respond(app.current_request, admin.rest_list_agents, console_only=True)
+
+
+@app.route("/v1/admin/agents", methods=["POST"])
+def admin_create_agent():
+    return http.respond(app.current_request, admin.rest_create_agent, console_only=True)
+
+
+@app.route("/v1/admin/agents", methods=["OPTIONS"])
+def admin_agents_preflight():
+    return http.console_preflight(app.current_request)
+
+
+@app.route("/v1/admin/agents/{agent_id}", methods=["PATCH"])
+def admin_update_agent(agent_id):
+    return http.respond(app.current_request, admin.rest_update_agent, agent_id, console_only=True)
+
+
+@app.route("/v1/admin/agents/{agent_id}", methods=["OPTIONS"])
+def admin_agent_preflight(agent_id):
+    return http.console_preflight(app.current_request)
 
 
 # CloudWatch schedules go down to one minute; the local stack runs it every KEFU_SWEEP_INTERVAL seconds.

@@ -9,7 +9,7 @@ from chalice import Response
 from chalicelib import conversations, delivery, jsonio, messages, sessions
 from chalicelib.config import settings
 from chalicelib.errors import KefuError, bad_request
-from chalicelib.tokens import from_authorization_header
+from chalicelib.tokens import Identity, from_authorization_header
 
 log = logging.getLogger("kefu.http")
 
@@ -69,10 +69,10 @@ def _console_cors(request: Any) -> Dict[str, str]:
 
 
 def console_preflight(request: Any) -> Response:
-    """OPTIONS on an agent route: allowed only for the console's origins."""
+    """OPTIONS on an agent route (and an owner's: /v1/admin): allowed only for the console's origins."""
     headers = _console_cors(request)
     if "Access-Control-Allow-Origin" in headers:
-        headers.update({"Access-Control-Allow-Methods": "GET,POST,OPTIONS",
+        headers.update({"Access-Control-Allow-Methods": "GET,POST,PATCH,OPTIONS",
                         "Access-Control-Allow-Headers": "Authorization,Content-Type",
                         "Access-Control-Max-Age": "600"})
     return Response(body="", status_code=204, headers=headers)
@@ -80,6 +80,16 @@ def console_preflight(request: Any) -> Response:
 
 def _header(request: Any, name: str) -> Optional[str]:
     return request.headers.get(name) if request.headers else None
+
+
+def json_body(request: Any) -> Dict[str, Any]:
+    """The request's JSON object body (bounded, plain JSON), or a 4xx."""
+    return _json_body(request)
+
+
+def caller(request: Any) -> Identity:
+    """Who sent the request, from its bearer token, or a 401."""
+    return from_authorization_header(_header(request, "authorization"))
 
 
 def _source_ip(request: Any) -> Optional[str]:

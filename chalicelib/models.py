@@ -10,6 +10,7 @@ from typing import Dict, List, Type
 
 from pynamodb.attributes import (
     BooleanAttribute,
+    JSONAttribute,
     ListAttribute,
     MapAttribute,
     NumberAttribute,
@@ -60,6 +61,8 @@ class Site(Model):
     created_at = NumberAttribute()
     # connection id -> agent id, for every live agent connection of the site
     agent_conns = MapAttribute(default=dict)
+    # The owner's settings: default language and the widget's (chalicelib/site_settings.py, bounded).
+    settings = JSONAttribute(null=True)
 
 
 class Agent(Model):
@@ -74,6 +77,8 @@ class Agent(Model):
     # bumps it, so earlier tokens stop working (chalicelib/agents.py).
     token_version = NumberAttribute(default=0)
     created_at = NumberAttribute()
+    role = UnicodeAttribute(null=True)  # owner | agent (absent: agent); an owner is also an agent
+    avatar_url = UnicodeAttribute(null=True)  # shown to visitors beside the agent's messages
 
 
 class Visitor(Model):

@@ -121,8 +121,8 @@ def agent_session(body: Dict[str, Any], source_ip: Optional[str] = None) -> Dict
         raise unauthorized("invalid_credentials", "wrong site, email or password")
     limits.login_succeeded(site_id, email)
     identity = tokens.Identity("agent", site.site_id, agent.agent_id, email=agent.email,
-                               version=int(agent.token_version or 0))
+                               version=int(agent.token_version or 0), site_role=agent.role or "agent")
     token, expires_at = tokens.issue(identity, settings().agent_token_ttl)
     return {"token": token, "agent_id": agent.agent_id, "expires_at": expires_at,
-            "name": agent.name, "site_id": site.site_id, "site_name": site.name,
+            "name": agent.name, "role": agent.role or "agent", "site_id": site.site_id, "site_name": site.name,
             "websocket_url": settings().public_websocket_url, "upload": upload_policy(site)}

@@ -148,7 +148,8 @@ class Stack:
         except KefuError:
             pass  # an existing store (--dynamodb-endpoint) keeps its demo site
         try:
-            sites.create_agent(DEMO_SITE_ID, DEMO_AGENT_EMAIL, DEMO_AGENT_PASSWORD, "Demo Agent")
+            # The demo agent is the demo site's owner too: it can open the admin page.
+            sites.create_agent(DEMO_SITE_ID, DEMO_AGENT_EMAIL, DEMO_AGENT_PASSWORD, "Demo Agent", role="owner")
         except KefuError:
             pass
 
