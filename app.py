@@ -34,6 +34,11 @@ def visitor_session():
     return http.respond(app.current_request, http.visitor_session)
 
 
+@app.route("/v1/visitor/contact", methods=["POST"], cors=True)
+def visitor_contact():
+    return http.respond(app.current_request, http.visitor_contact)
+
+
 # Agents' routes answer browsers only from KEFU_CONSOLE_ORIGINS (http.console_preflight).
 @app.route("/v1/agent/session", methods=["POST"])
 def agent_session():

@@ -32,6 +32,8 @@ def public_view(conversation: Conversation, visitor: Optional[Visitor] = None) -
         "site_id": conversation.site_id,
         "visitor_id": conversation.visitor_id,
         "visitor_name": visitor.name if visitor else None,
+        "visitor_email": visitor.email if visitor else None,
+        "visitor_phone": visitor.phone if visitor else None,
         "visitor_attributes": as_dict(visitor.attributes) if visitor else {},
         "visitor_verified": bool(visitor.verified) if visitor else False,
         "visitor_online": bool(as_dict(conversation.visitor_conns)),

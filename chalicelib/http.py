@@ -100,6 +100,12 @@ def visitor_session(request: Any) -> Dict[str, Any]:
     return sessions.visitor_session(_json_body(request), _header(request, "origin"), _source_ip(request))
 
 
+def visitor_contact(request: Any) -> Dict[str, Any]:
+    from chalicelib import contact
+
+    return contact.save(caller(request), _json_body(request))
+
+
 def agent_session(request: Any) -> Dict[str, Any]:
     return sessions.agent_session(_json_body(request), _source_ip(request))
 

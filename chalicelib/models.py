@@ -89,6 +89,8 @@ class Visitor(Model):
     site_id = UnicodeAttribute(hash_key=True)
     visitor_id = UnicodeAttribute(range_key=True)
     name = UnicodeAttribute(null=True)
+    email = UnicodeAttribute(null=True)  # given in the widget's pre-chat or offline form
+    phone = UnicodeAttribute(null=True)
     attributes = MapAttribute(default=dict)
     verified = BooleanAttribute(default=False)
     conversation_id = UnicodeAttribute(null=True)
@@ -151,6 +153,8 @@ class Conversation(Model):
     closed_at = NumberAttribute(null=True)
     created_at = NumberAttribute()
     updated_at = NumberAttribute()
+    # The visitor's email, if they gave one: a reply while they are gone is emailed (chalicelib/contact.py).
+    contact_email = UnicodeAttribute(null=True)
     site_open_index = SiteOpenIndex()
     site_created_index = SiteCreatedIndex()
 

@@ -140,11 +140,15 @@ class Stack:
         aliyun.put_lifecycle(bucket, aliyun.lifecycle_rules(cfg.oss_prefix, 1))
 
     def _seed(self, base: str) -> None:
-        from chalicelib import sites
+        from chalicelib import site_settings, sites
         from chalicelib.errors import KefuError
+        from chalicelib.models import Site
 
         try:
-            sites.create_site("Demo Shop", [base], site_id=DEMO_SITE_ID)
+            site = sites.create_site("Demo Shop", [base], site_id=DEMO_SITE_ID)
+            # the demo shop's own colour, as its owner would set it on the admin page
+            site.update(actions=[Site.settings.set(site_settings.merged(
+                site_settings.stored(site), {"widget": {"color": "#8a4b2a"}}))])
         except KefuError:
             pass  # an existing store (--dynamodb-endpoint) keeps its demo site
         try:
