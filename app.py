@@ -3,7 +3,7 @@ import logging
 
 from chalice import Chalice, Rate, Response
 
-from chalicelib import admin, http, observability, protocol, sweep
+from chalicelib import admin, http, observability, outbox, protocol, sweep
 from chalicelib.config import settings
 
 app = Chalice(app_name="kefu")
@@ -150,3 +150,9 @@ def admin_agent_preflight(agent_id):
 @app.schedule(Rate(max(1, settings().sweep_interval // 60), unit=Rate.MINUTES))
 def heartbeat_sweep(event):
     sweep.sweep(getattr(event.context, "get_remaining_time_in_millis", None))
+
+
+# Email, off the chat path (chalicelib/outbox.py); the local stack runs it every KEFU_MAIL_INTERVAL seconds.
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def deliver_mail(event):
+    outbox.deliver_due(getattr(event.context, "get_remaining_time_in_millis", None))

@@ -16,9 +16,10 @@ from typing import Any, Dict, Optional
 from urllib.parse import urlsplit
 
 import jwt
+from pynamodb.exceptions import UpdateError
 
 from chalicelib import clock
-from chalicelib.errors import bad_request, forbidden
+from chalicelib.errors import bad_request, forbidden, is_condition_failure
 from chalicelib.models import Conversation, Visitor
 from chalicelib.tokens import ISSUER, Identity, signing_key
 
@@ -35,9 +36,9 @@ def checked_email(value: Any) -> str:
 
 
 def _fields(body: Dict[str, Any]) -> Dict[str, Optional[str]]:
-    unknown = sorted(set(body) - {"name", "email", "phone"})
+    unknown = sorted(set(body) - {"name", "email", "phone", "transcript"})
     if unknown:
-        raise bad_request("unknown_field", f"unknown field {unknown[0]!r}; known: name, email, phone")
+        raise bad_request("unknown_field", f"unknown field {unknown[0]!r}; known: name, email, phone, transcript")
     found: Dict[str, Optional[str]] = {}
     if body.get("name") is not None:
         if not isinstance(body["name"], str) or not body["name"].strip() or len(body["name"]) > 100:
@@ -49,23 +50,37 @@ def _fields(body: Dict[str, Any]) -> Dict[str, Optional[str]]:
         if not isinstance(body["phone"], str) or not PHONE.match(body["phone"].strip()):
             raise bad_request("invalid_phone", "phone: digits, spaces, + ( ) -, 5-24 characters")
         found["phone"] = body["phone"].strip()
-    if not found:
+    if not found and body.get("transcript") is not True:
         raise bad_request("empty_contact", "give a name, an email or a phone number")
     return found
 
 
 def save(identity: Identity, body: Dict[str, Any]) -> Dict[str, Any]:
-    """A visitor tells us who they are (the widget's pre-chat or offline form)."""
+    """A visitor tells us who they are (the widget's pre-chat or offline form); ``transcript``: true
+    asks for the conversation by email when it closes (needs an email, given now or before)."""
     if identity.is_agent or not identity.conversation_id:
         raise forbidden("visitors_only", "only visitors give their contact")
     found = _fields(body)
-    actions = [getattr(Visitor, name).set(value) for name, value in found.items()]
-    Visitor(identity.site_id, identity.subject).update(actions=actions, condition=Visitor.visitor_id.exists())
-    if "email" in found:
-        Conversation(identity.conversation_id).update(
-            actions=[Conversation.contact_email.set(found["email"])],
-            condition=(Conversation.visitor_id == identity.subject) & (Conversation.site_id == identity.site_id))
-    return {"contact": found}
+    transcript = body.get("transcript")
+    if transcript is not None and not isinstance(transcript, bool):
+        raise bad_request("invalid_transcript", "transcript must be true or false")
+    if found:
+        actions = [getattr(Visitor, name).set(value) for name, value in found.items()]
+        Visitor(identity.site_id, identity.subject).update(actions=actions, condition=Visitor.visitor_id.exists())
+    ours = (Conversation.visitor_id == identity.subject) & (Conversation.site_id == identity.site_id)
+    actions = [Conversation.contact_email.set(found["email"])] if "email" in found else []
+    if transcript is not None:
+        actions.append(Conversation.transcript_requested.set(transcript))
+        if "email" not in found and transcript:
+            ours &= Conversation.contact_email.exists()
+    if actions:
+        try:
+            Conversation(identity.conversation_id).update(actions=actions, condition=ours)
+        except UpdateError as exc:
+            if not is_condition_failure(exc):
+                raise
+            raise bad_request("email_required", "a transcript needs an email address")
+    return {"contact": found, "transcript": bool(transcript)}
 
 
 def resume_token(site_id: str, visitor_id: str) -> str:
@@ -81,7 +96,7 @@ def visitor_from_resume(site_id: str, token: Any) -> str:
         raise forbidden("resume_token_invalid", "the link is not valid")
     try:
         claims = jwt.decode(token, signing_key(), algorithms=["HS256"], issuer=ISSUER,
-                            options={"require": ["exp", "sub", "iss"], "verify_exp": False})
+                            options={"require": ["exp", "sub", "iss"], "verify_exp": False, "verify_iat": False})
     except jwt.PyJWTError:
         raise forbidden("resume_token_invalid", "the link is not valid")
     if not isinstance(claims["exp"], (int, float)) or claims["exp"] <= clock.now():  # Kefu's clock, as issued

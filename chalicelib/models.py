@@ -155,6 +155,7 @@ class Conversation(Model):
     updated_at = NumberAttribute()
     # The visitor's email, if they gave one: a reply while they are gone is emailed (chalicelib/contact.py).
     contact_email = UnicodeAttribute(null=True)
+    transcript_requested = BooleanAttribute(null=True)  # email the visitor the transcript at close
     site_open_index = SiteOpenIndex()
     site_created_index = SiteCreatedIndex()
 
@@ -231,10 +232,46 @@ class Limit(Model):
     expires_at = NumberAttribute()  # DynamoDB TTL attribute
 
 
-ALL_MODELS: List[Type[Model]] = [Site, Agent, Visitor, Conversation, Message, Connection, Limit]
+class MailDueIndex(GlobalSecondaryIndex):
+    """Mails still to send, by when they are due. Sparse: ``due_shard`` is removed once a mail is
+    sent or given up, so the sender's Query reads only what is waiting."""
+
+    class Meta:
+        index_name = "due-index"
+        projection = AllProjection()
+
+    due_shard = NumberAttribute(hash_key=True)
+    due_at = NumberAttribute(range_key=True)
+
+
+class Mail(Model):
+    """An email to send, written with the event it tells of and sent by the mail schedule
+    (chalicelib/outbox.py), never on the chat path's clock. What it says is composed when it is
+    sent, from the conversation as it is then; kept a while after, for the record."""
+
+    Meta = _meta("mail")
+    mail_id = UnicodeAttribute(hash_key=True)
+    kind = UnicodeAttribute()  # offline_message | unanswered | reply | transcript
+    site_id = UnicodeAttribute()
+    conversation_id = UnicodeAttribute(null=True)
+    status = UnicodeAttribute()  # pending | sent | skipped | failed
+    due_shard = NumberAttribute(null=True)  # present while pending: the due-index key
+    due_at = NumberAttribute()  # epoch seconds
+    attempts = NumberAttribute(default=0)
+    lease_until = NumberAttribute(null=True)  # a sender working on it until then
+    last_error = UnicodeAttribute(null=True)
+    recipients = ListAttribute(of=UnicodeAttribute, null=True)
+    subject = UnicodeAttribute(null=True)
+    created_at = NumberAttribute()
+    sent_at = NumberAttribute(null=True)
+    expires_at = NumberAttribute(null=True)  # DynamoDB TTL attribute, set once it is done
+    due_index = MailDueIndex()
+
+
+ALL_MODELS: List[Type[Model]] = [Site, Agent, Visitor, Conversation, Message, Connection, Limit, Mail]
 
 # The TTL attribute of each table that has one (DynamoDB TTL is set outside CreateTable).
-TTL_ATTRIBUTES: Dict[Type[Model], str] = {Connection: "expires_at", Limit: "expires_at"}
+TTL_ATTRIBUTES: Dict[Type[Model], str] = {Connection: "expires_at", Limit: "expires_at", Mail: "expires_at"}
 
 
 def create_tables() -> None:

@@ -6,7 +6,9 @@ Starts, on loopback and with no cloud account:
 - the OSS and STS stand-ins for uploads;
 - the API Gateway stand-in (local/gateway.py) in front of the real Chalice app: WebSocket
   routes, REST routes, the Management API and the scheduled sweep, on one port;
-- the static pages (widget, agent console, demo shop) and GET /local/info.
+- a real SMTP server on loopback that keeps the mails Kefu sends (local/mailbox.py), listed at
+  GET /local/mail;
+- the static pages (widget, agent console, admin page, demo shop) and GET /local/info.
 Then seeds a demo site and agent and prints where to go.
 """
 from __future__ import annotations
@@ -65,6 +67,7 @@ class Stack:
         _cloud_defaults(opts.data_dir)
         dynamodb_endpoint = opts.dynamodb_endpoint or self._start_embedded_dynamodb()
         standins = self._start_upload_standins()
+        mailbox = self._start_mailbox()
         os.environ.update({
             "KEFU_DYNAMODB_ENDPOINT": dynamodb_endpoint,
             "KEFU_WS_MANAGEMENT_ENDPOINT": f"{base}/{opts.stage}",
@@ -74,6 +77,9 @@ class Stack:
             "KEFU_PUBLIC_WEBSOCKET_URL": f"ws://{opts.host}:{port}/{opts.stage}",
         })
         os.environ.setdefault("KEFU_CONSOLE_ORIGINS", base)  # the console the stack serves itself
+        os.environ.update({"KEFU_SMTP_HOST": mailbox.host, "KEFU_SMTP_PORT": str(mailbox.port)})
+        os.environ.setdefault("KEFU_MAIL_FROM", "kefu@demo.kefu")
+        os.environ.setdefault("KEFU_CONSOLE_URL", f"{base}/console/")
         # chalicelib reads its settings on first import: only now may the app be imported.
         from chalicelib.config import settings
         from chalicelib.models import create_tables
@@ -82,6 +88,7 @@ class Stack:
         create_tables()
         self._expire_unattached_uploads(standins)
         self._seed(base)
+        self._mailbox = mailbox
         gateway = self._start_gateway(port)
         self.info = {
             "websocket_url": gateway.websocket_url,
@@ -100,6 +107,12 @@ class Stack:
             "sts_endpoint": standins.sts_endpoint,
             "heartbeat_timeout": settings().heartbeat_timeout,
             "sweep_interval": settings().sweep_interval,
+            "admin_url": f"{base}/admin/",
+            "mail_url": f"{base}/local/mail",
+            "smtp_host": mailbox.host,
+            "smtp_port": mailbox.port,
+            "mail_from": settings().mail_from,
+            "mail_interval": _mail_interval(),
         }
         return self.info
 
@@ -126,6 +139,13 @@ class Stack:
         standins = start_standins(self.options.host, storage, DEMO_BUCKET, LOCAL_ACCESS_KEY_ID, secret)
         self._stoppers.append(standins.stop)
         return standins
+
+    def _start_mailbox(self) -> Any:
+        from local.mailbox import Mailbox
+
+        mailbox = Mailbox(self.options.host).start()
+        self._stoppers.append(mailbox.stop)
+        return mailbox
 
     def _expire_unattached_uploads(self, standins: Any) -> None:
         """The bucket as infra/aliyun.py sets it up for real: never-attached uploads expire."""
@@ -165,7 +185,10 @@ class Stack:
         sweep_every = settings().sweep_interval
 
         def schedule_interval(name: str, default_seconds: float) -> float:
-            # Deployed schedules cannot go below a minute; locally the sweep runs on KEFU_SWEEP_INTERVAL.
+            # Deployed schedules cannot go below a minute; locally the sweep runs on KEFU_SWEEP_INTERVAL
+            # and the mail sender every KEFU_MAIL_INTERVAL seconds.
+            if name == "deliver_mail":
+                return _mail_interval()
             return sweep_every if name == "heartbeat_sweep" else default_seconds
 
         gateway = LocalGateway(
@@ -174,6 +197,8 @@ class Stack:
             schedule_interval=schedule_interval,
         )
         gateway.add_static("/console/", str(WEB / "console"))
+        gateway.add_static("/admin/", str(WEB / "admin"))
+        gateway.add_route("GET", "/local/mail", lambda: {"mails": self._mailbox.mails()})
         gateway.add_static("/demo/", str(WEB / "demo"))
         gateway.add_file("/widget.js", str(WEB / "widget.js"))
         gateway.add_route("GET", "/local/info", lambda: self.info)
@@ -189,6 +214,11 @@ class Stack:
                 stop()
             except Exception:
                 log.exception("stopping %s", stop)
+
+
+def _mail_interval() -> float:
+    """KEFU_MAIL_INTERVAL: seconds between the local mail sender's runs (default 2)."""
+    return float(os.environ.get("KEFU_MAIL_INTERVAL") or 2)
 
 
 def _cloud_defaults(data_dir: Optional[str]) -> None:
@@ -221,7 +251,9 @@ def banner(info: Dict[str, Any]) -> str:
         "Kefu is running locally.",
         f"  Demo shop (visitor widget): {info['demo_url']}",
         f"  Agent console:              {info['console_url']}",
+        f"  Admin page (site owner):    {info['admin_url']}",
         f"    site id {info['site_id']}, email {info['agent_email']}, password {info['agent_password']}",
+        f"  Mail sent (local mailbox):  {info['mail_url']}",
         f"  WebSocket API:              {info['websocket_url']}",
         f"  REST API:                   {info['api_url']}",
         f"  Management API:             {info['management_endpoint']}",
