@@ -221,12 +221,29 @@
       delete s.outbox; delete s.history;
       store.set(this.key, s);
     }
+    if (options.preview) { this.startPreview(options.preview); return; }
     this.build();
     this.load(s.conversationId);
     this.watch();
     this.trackPages();
     this.connect();
   }
+
+  // The admin page's live preview: the real widget, open, with the settings being edited; no session,
+  // no socket, nothing sent. Kefu('preview', settings) shows new ones.
+  Widget.prototype.startPreview = function (settings) {
+    this.sess = function () { return { widget: this.settings || {}, contact: {}, agents: {} }; };
+    this.build();
+    this.load(null);
+    this.ready = this.readyOnce = true;
+    this.preview(settings);
+    this.open();
+  };
+  Widget.prototype.preview = function (settings) {
+    this.agentsOnline = settings.away ? 0 : 1;
+    this.asking = undefined;
+    this.applySettings(Object.assign({}, settings, { within_hours: true }));
+  };
 
   Widget.prototype.on = function (name, fn) { (this.listeners[name] = this.listeners[name] || []).push(fn); };
   Widget.prototype.emit = function (name, value) {
@@ -349,7 +366,8 @@
     this.ask.setAttribute('data-form', which || '');
     if (!which) { this.ask.replaceChildren(); return; }
     var form = (this.settings || {}).pre_chat_form || {};
-    var wanted = which === 'offline' ? { email: 'optional' } : form;
+    // Away, the form asks what the pre-chat form asks, and the email at least as an option (for our reply).
+    var wanted = which === 'offline' ? Object.assign({}, form, { email: form.email === 'required' ? 'required' : 'optional' }) : form;
     var rows = [$('h3', { text: which === 'offline' ? t.leave : t.title })];
     ['name', 'email', 'phone'].forEach(function (f) {
       if (!wanted[f] || wanted[f] === 'off') return;
@@ -869,7 +887,7 @@
 
   Widget.prototype.submit = function () {
     var text = this.input.value.trim();
-    if (!text) return;
+    if (!text || this.opts.preview) return;
     if (this.asking) { this.submitWithContact(text); return; }
     this.input.value = '';
     this.enqueue({ text: text });
@@ -1208,6 +1226,7 @@
       case 'send': widget.enqueue({ text: String(arg) }); break;
       case 'reset': widget.reset(); break;
       case 'identify': widget.identify(arg); break;
+      case 'preview': if (widget.opts.preview) widget.preview(arg); break;
       default: console.warn('Kefu: unknown command', command);
     }
   }
