@@ -27,7 +27,9 @@
       leave: 'Leave us a message', yourName: 'Your name', yourEmail: 'Your email', yourPhone: 'Your phone',
       yourMessage: 'How can we help?', start: 'Start chat', leaveSend: 'Send message', optional: 'optional',
       left: 'Thanks! We got your message and will reply to {email}.', invalidEmail: 'Please give a valid email address.',
-      needed: 'Please fill in the required fields.', invalidPhone: 'Please give a valid phone number.'
+      needed: 'Please fill in the required fields.', invalidPhone: 'Please give a valid phone number.',
+      transcript: 'Email me this conversation', transcriptSend: 'Send it when the chat ends',
+      transcriptOk: 'We will email this conversation to {email} when it ends.'
     },
     zh: {
       title: '在线客服', placeholder: '输入消息…', send: '发送', attach: '发送文件',
@@ -45,7 +47,9 @@
       leave: '给我们留言', yourName: '您的称呼', yourEmail: '您的邮箱', yourPhone: '您的电话',
       yourMessage: '请问有什么可以帮您？', start: '开始咨询', leaveSend: '提交留言', optional: '选填',
       left: '谢谢！我们已收到您的留言，会回复到 {email}。', invalidEmail: '请填写有效的邮箱地址。',
-      needed: '请填写必填项。', invalidPhone: '请填写有效的电话号码。'
+      needed: '请填写必填项。', invalidPhone: '请填写有效的电话号码。',
+      transcript: '通过邮件发送对话记录', transcriptSend: '会话结束后发送',
+      transcriptOk: '会话结束后，我们会把对话记录发送到 {email}。'
     }
   };
   // Error code -> the string shown for it; any other code shows `error`.
@@ -55,7 +59,7 @@
     identity_token_invalid: 'identity', identity_token_expired: 'identity',
     text_too_long: 'tooLong', conversation_closed: 'ended', upload_too_large: 'tooLarge', attachment_too_large: 'tooLarge',
     upload_type_not_allowed: 'badType', attachment_type_not_allowed: 'badType', invalid_attachment_type: 'badType',
-    uploads_not_configured: 'noFiles', rate_limited: 'slowDown', invalid_email: 'invalidEmail', invalid_phone: 'invalidPhone'
+    uploads_not_configured: 'noFiles', rate_limited: 'slowDown', invalid_email: 'invalidEmail', invalid_phone: 'invalidPhone', email_required: 'invalidEmail'
   };
 
   var CSS = [
@@ -79,6 +83,8 @@
     'header img{width:36px;height:36px;border-radius:50%;object-fit:cover;background:#fff}',
     'header img[hidden]{display:none}',
     'header .reply{display:block;font-size:12px;opacity:.85}',
+    '.mail{border:0;background:#fff;color:#60646c;font-size:12px;cursor:pointer;padding:0 14px 8px;text-align:left}',
+    '.mail[hidden]{display:none}',
     '.avatar{width:24px;height:24px;border-radius:50%;object-fit:cover;margin-right:6px;vertical-align:middle}',
     '.ask{padding:14px;display:flex;flex-direction:column;gap:8px;border-top:1px solid #e6e8eb;background:#fff}',
     '.ask[hidden]{display:none}',
@@ -270,6 +276,8 @@
       $('div', {}, [this.title, this.status, this.replyLine]),
       $('button', { 'aria-label': this.t.close, text: '×', onclick: this.close.bind(this) })
     ]);
+    this.transcriptButton = $('button', { class: 'mail', type: 'button', text: '✉ ' + this.t.transcript,
+      onclick: this.askTranscript.bind(this), hidden: '' });
     header.children[1].style.flex = '1';
     this.notice = $('div', { class: 'notice', role: 'status', hidden: '' });
     this.log = $('div', { class: 'log', role: 'log', 'aria-live': 'polite' });
@@ -295,7 +303,7 @@
       [attach, this.fileInput, this.input, sendButton]);
     this.ask = $('div', { class: 'ask', hidden: '' });
     this.panel = $('section', { class: 'panel', role: 'dialog', 'aria-label': this.t.title, hidden: '' },
-      [header, this.notice, this.log, this.typingLine, this.ask, this.form]);
+      [header, this.notice, this.log, this.typingLine, this.ask, this.form, this.transcriptButton]);
     root.appendChild(this.launcher);
     root.appendChild(this.panel);
     (document.body || document.documentElement).appendChild(this.host);
@@ -359,7 +367,7 @@
   // itself carries the message, so the same Send sends both.
   Widget.prototype.renderAsk = function () {
     var which = this.askWhich(), t = this.t, self = this;
-    if (which === this.asking) return;
+    if (which === this.asking || (this.asking === 'transcript' && !which)) return;
     this.asking = which;
     this.askFields = {};
     this.ask.hidden = !which;
@@ -381,6 +389,35 @@
     this.askError = $('div', { class: 'error', role: 'alert' });
     rows.push(this.askError);
     this.ask.replaceChildren.apply(this.ask, rows);
+  };
+
+  // A transcript by email when the chat ends: the email the visitor gave, or one they give now.
+  Widget.prototype.askTranscript = function () {
+    var self = this, t = this.t, known = (this.sess().contact || {}).email || '';
+    if (this.opts.preview) return;
+    if (this.asking === 'transcript') { this.asking = undefined; this.render(); return; }
+    var email = $('input', { name: 'email', type: 'email', value: known, placeholder: t.yourEmail, 'aria-label': t.yourEmail });
+    var error = $('div', { class: 'error', role: 'alert' });
+    var form = $('form', { class: 'transcript', onsubmit: function (e) {
+      e.preventDefault();
+      var body = { transcript: true };
+      if (email.value.trim() && email.value.trim() !== known) body.email = email.value.trim();
+      self.api('POST', '/v1/visitor/contact', body).then(function (r) {
+        var s = self.sess();
+        s.contact = Object.assign({}, s.contact || {}, r.contact);
+        store.set(self.key, s);
+        self.asking = undefined;
+        self.render();
+        self.showNotice(t.transcriptOk.replace('{email}', s.contact.email));
+      }, function (err) { error.textContent = t[REASONS[err.code]] || t.error; });
+    } }, [$('h3', { text: t.transcript }), email, error, $('button', { class: 'send', type: 'submit', text: t.transcriptSend })]);
+    form.style.cssText = 'display:flex;flex-direction:column;gap:8px';
+    this.asking = 'transcript';
+    this.askFields = {};
+    this.ask.hidden = false;
+    this.ask.setAttribute('data-form', 'transcript');
+    this.ask.replaceChildren(form);
+    email.focus();
   };
 
   // The asked fields, checked: null if a required one is empty (and says so), else what was given.
@@ -1157,6 +1194,7 @@
     // Away with the widget set to hide: no launcher, unless a chat is under way.
     this.launcher.hidden = !!(this.away() && (this.settings || {}).offline === 'hide' && this.fresh() && !this.isOpen);
     this.renderAsk();
+    this.transcriptButton.hidden = this.fresh() || !!this.opts.preview;
     var rows = Object.keys(this.msgs).map(Number).sort(function (a, b) { return a - b; })
       .map(function (seq) { return self.row(self.msgs[seq]); });
     var greeting = this.greetingRow();

@@ -181,6 +181,20 @@ def test_a_message_left_offline_is_emailed_answered_and_the_reply_email_leads_ba
     box.press("Enter")
     expect(agent.bubbles("visitor")).to_have_text(["请问紫砂壶可以刻字吗？", "太好了，谢谢！"])
     page.screenshot(path=str(shots / "widget-back-from-email.png"))
+
+    # and asks for the conversation by email: it comes when the agent closes it
+    widget.locator("button.mail").click()
+    transcript = widget.locator('.ask[data-form="transcript"]')
+    expect(transcript.locator("input[name=email]")).to_have_value("otto@mail.example")
+    transcript.locator("button[type=submit]").click()
+    expect(widget.locator(".notice")).to_contain_text("会话结束后")
+    agent.page.locator("#close-conversation").click()
+    deadline = time.monotonic() + 30
+    while not [m for m in mails(stack) if m["to"] == ["otto@mail.example"] and "对话记录" in m["subject"]]:
+        assert time.monotonic() < deadline, mails(stack)
+        time.sleep(0.5)
+    [record] = [m for m in mails(stack) if "对话记录" in m["subject"]]
+    assert "请问紫砂壶可以刻字吗？" in record["text"] and "太好了，谢谢！" in record["text"]
     assert agent.errors == []
     elsewhere.close()
     agent.context.close()
