@@ -22,7 +22,8 @@ def send(recipients: List[str], subject: str, text: str, from_name: Optional[str
         raise MailError("KEFU_MAIL_FROM is not set: nowhere to send email from")
     if not recipients:
         raise MailError("no recipients")
-    sender = formataddr((from_name, cfg.mail_from)) if from_name else cfg.mail_from
+    subject = " ".join(subject.split())[:200]  # names typed by visitors: never a header break
+    sender = formataddr((" ".join(from_name.split())[:80], cfg.mail_from)) if from_name else cfg.mail_from
     if cfg.smtp_host:
         return _smtp(cfg.smtp_host, cfg.smtp_port, sender, recipients, subject, text)
     return _ses(sender, recipients, subject, text)

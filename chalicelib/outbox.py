@@ -33,7 +33,7 @@ from chalicelib.models import Agent, Conversation, Mail, Message, Site, Visitor,
 log = logging.getLogger("kefu.mail")
 
 SHARD = 0  # one shard: a site's mail is a trickle next to its messages
-BATCH = 25
+PAGE = 25
 LEASE_SECONDS = 120  # a run cut short leaves its lease: the mail is tried again after it
 STOP_BEFORE_MS = 2_000  # no new send this close to the function's timeout
 OFFLINE_DELAY = 5  # seconds: the visitor's first lines ride along
@@ -87,10 +87,11 @@ def conversation_closed(conversation: Conversation) -> None:
 # --- sending: the mail schedule ------------------------------------------------------------------
 
 def deliver_due(remaining_ms: Optional[Callable[[], int]] = None) -> Dict[str, int]:
-    """Send every mail that is due (up to a batch per run). Returns what happened, by outcome."""
+    """Send every mail that is due, oldest first, page by page, until none is left or the function
+    is near its timeout (the next run goes on). Returns what happened, by outcome."""
     outcomes: Dict[str, int] = {}
     now = clock.now()
-    for item in Mail.due_index.query(SHARD, Mail.due_at <= int(now), limit=BATCH):
+    for item in Mail.due_index.query(SHARD, Mail.due_at <= int(now), page_size=PAGE):
         if remaining_ms is not None and remaining_ms() < STOP_BEFORE_MS:
             break
         if not _lease(item, now):

@@ -182,3 +182,14 @@ def test_the_mail_schedule_runs_through_the_app(harness, mailbox, timeline):
                                                     detail={}, resources=[])
     harness.client.lambda_.invoke("deliver_mail", event)
     assert [m["to"] for m in mailbox.mails()] == [["ann@shop.example"]]
+
+
+def test_a_backlog_longer_than_a_page_is_sent_in_one_run(harness, mailbox, timeline, no_rate_limits):
+    site = harness.site()
+    sites.create_agent(site.site_id, "ann@shop.example", "correct horse", "Ann")
+    for i in range(outbox.PAGE + 5):
+        harness.say(harness.visitor(site.site_id, name=f"Visitor\n{i}\r\nBcc: x@evil.example"), f"message {i}")
+    timeline(outbox.OFFLINE_DELAY + 1)
+    assert outbox.deliver_due() == {"sent": outbox.PAGE + 5}
+    assert len(mailbox.mails()) == outbox.PAGE + 5
+    assert all(m["to"] == ["ann@shop.example"] and "\n" not in m["subject"] for m in mailbox.mails())

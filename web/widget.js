@@ -1182,17 +1182,17 @@
       var w = this.settings || {};
       text = this.closed ? t.closed : this.away() ? (w.within_hours === false ? t.outside : t.away) : null;
     }
+    // Away with the widget set to hide: no launcher, unless a chat is under way.
+    this.launcher.hidden = !!(this.away() && (this.settings || {}).offline === 'hide' && this.fresh() && !this.isOpen);
     this.notice.hidden = !text;
     this.notice.textContent = text || '';
     this.notice.className = 'notice' + (warn ? ' offline' : '');
     // Nobody online while the visitor looks: ask again now and then (an agent coming online is
     // otherwise only heard of once they take the conversation or write).
-    if (this.ws && this.ready && this.isOpen && !this.agentsOnline && !this.awayTimer) {
+    if (this.ws && this.ready && (this.isOpen || this.launcher.hidden) && !this.agentsOnline && !this.awayTimer) {
       this.awayTimer = setTimeout(function () { self.awayTimer = null; if (self.ws) self.refreshState(); }, 15000);
     }
 
-    // Away with the widget set to hide: no launcher, unless a chat is under way.
-    this.launcher.hidden = !!(this.away() && (this.settings || {}).offline === 'hide' && this.fresh() && !this.isOpen);
     this.renderAsk();
     this.transcriptButton.hidden = this.fresh() || !!this.opts.preview;
     var rows = Object.keys(this.msgs).map(Number).sort(function (a, b) { return a - b; })

@@ -198,3 +198,35 @@ def test_a_message_left_offline_is_emailed_answered_and_the_reply_email_leads_ba
     assert agent.errors == []
     elsewhere.close()
     agent.context.close()
+
+
+def test_away_the_widget_hides_or_offers_the_form_outside_business_hours(browser, stack):
+    from datetime import datetime, timezone
+
+    owner = stack.agent()  # the demo agent is the demo site's owner
+
+    def settings(widget):
+        response = stack.rest("PATCH", "/v1/admin/site", token=owner["token"], json={"widget": widget})
+        assert response.status_code == 200, response.text
+
+    settings({"offline": "hide"})
+    context = browser.new_context(viewport={"width": 1280, "height": 760})
+    page = context.new_page()
+    page.goto(f"{stack.base}/demo/?name=Hana")
+    page.locator('#kefu-widget[data-connection="online"]').wait_for(state="attached", timeout=15000)
+    launcher = page.locator("#kefu-widget button.launcher")
+    expect(launcher).to_be_hidden()  # nobody online: no chat offered
+    agent = Agent(browser, stack)
+    expect(launcher).to_be_visible(timeout=30000)  # someone came online: it is back
+    context.close()
+
+    now = datetime.now(timezone.utc)
+    closed_hour = (now.hour + 3) % 24
+    settings({"offline": "form", "business_hours": {"enabled": True, "time_zone": "UTC", "days": {
+        day: [[f"{closed_hour:02d}:00", f"{closed_hour:02d}:30"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}}})
+    visitor = Visitor(browser, stack, name="Ivo")  # an agent is online, but it is outside business hours
+    expect(visitor.widget.locator('.ask[data-form="offline"]')).to_be_visible()
+    expect(visitor.widget.locator(".notice")).to_have_text("We are away right now: leave a message and we will reply by email.")
+    assert visitor.errors == [] and agent.errors == []
+    visitor.context.close()
+    agent.context.close()
