@@ -6,7 +6,7 @@ from typing import Any, Callable, Dict, Optional
 
 from chalice import Response
 
-from chalicelib import conversations, delivery, jsonio, messages, sessions
+from chalicelib import contact, conversations, delivery, jsonio, messages, sessions
 from chalicelib.config import settings
 from chalicelib.errors import KefuError, bad_request
 from chalicelib.tokens import Identity, from_authorization_header
@@ -101,8 +101,6 @@ def visitor_session(request: Any) -> Dict[str, Any]:
 
 
 def visitor_contact(request: Any) -> Dict[str, Any]:
-    from chalicelib import contact
-
     return contact.save(caller(request), _json_body(request))
 
 
