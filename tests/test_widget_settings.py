@@ -116,3 +116,27 @@ def test_a_resume_link_brings_the_visitor_back_to_their_conversation(harness, ti
     expired = harness.rest("POST", "/v1/visitor/session", {"site_id": site.site_id, "resume_token": token},
                            headers={"Origin": "https://shop.example"})
     assert expired.json_body["code"] == "resume_token_expired"
+
+
+def test_the_largest_settings_keep_a_message_within_its_read_budget(harness, no_rate_limits):
+    """Settings ride on the site item, read with every message: at their bound, a message still
+    costs one eventually consistent read of at most one unit (tests/test_call_budget.py)."""
+    from bench.metering import counting
+
+    site, agent, agent_conn, visitor, visitor_conn = harness.chat()
+    token = _owner_token(harness, site)
+    biggest = {"widget": {"greeting": "欢" * 300, "team_name": "队" * 60, "launcher_text": "聊" * 40,
+                          "team_avatar_url": "https://cdn.example/" + "a" * 470,
+                          "business_hours": {"enabled": True, "time_zone": "America/Argentina/ComodRivadavia",
+                                             "days": {d: [["00:00", "08:00"], ["09:00", "12:00"], ["13:00", "24:00"]]
+                                                      for d in site_settings.DAYS}}}}
+    assert harness.rest("PATCH", "/v1/admin/site", biggest, token=token).status_code == 200
+    cid = visitor["conversation_id"]
+    harness.reply(visitor_conn, {"action": "send", "conversation_id": cid, "client_msg_id": "warm", "text": "hi"})
+    with counting() as calls:
+        for i in range(5):
+            ack = harness.reply(visitor_conn, {"action": "send", "conversation_id": cid, "client_msg_id": f"m{i}",
+                                               "text": "您好，请问这个茶壶什么时候发货？"})
+            assert ack["type"] == "ack"
+    assert calls.reads == 5 and calls.read_units <= 5 * 1, calls.units()
+    assert calls.writes == 15 and calls.write_units <= 5 * 4, calls.units()

@@ -79,7 +79,12 @@ def test_owner_changes_colour_greeting_and_pre_chat_form_and_a_fresh_page_shows_
     form.locator("button[type=submit]").click()
     expect(owner.page.locator("#widget-error")).to_have_text("The greeting is limited to 300 characters.")
 
+    demo_agent = stack.agent()
+    avatar = "https://cdn.teapots.example/agents/demo.png"
+    assert stack.rest("PATCH", f"/v1/admin/agents/{demo_agent['agent_id']}", token=demo_agent["token"],
+                      json={"avatar_url": avatar}).status_code == 200
     agent = Agent(browser, stack)  # someone is online: the pre-chat form, not the leave-a-message one
+    expect(agent.page.locator("#admin-link")).to_be_visible()  # the demo agent is an owner
     visitor = Visitor(browser, stack, name="Nina")
     widget = visitor.widget
     expect(widget.locator("button.launcher")).to_have_css("background-color", "rgb(15, 118, 110)")
@@ -97,6 +102,11 @@ def test_owner_changes_colour_greeting_and_pre_chat_form_and_a_fresh_page_shows_
     expect(widget.locator(".ask")).to_be_hidden()
     agent.open_conversation("Nina")
     expect(agent.page.locator("#details")).to_contain_text("nina@mail.example")
+    agent.say("Yes, in three glazes.")
+    reply = widget.locator(".msg.theirs:not(.greeting)")
+    expect(reply.locator(".bubble")).to_have_text(["Yes, in three glazes."])
+    expect(reply.locator(".meta")).to_contain_text("Demo Agent")  # the agent's name, not just "Agent"
+    expect(reply.locator(".meta img.avatar")).to_have_attribute("src", avatar)
     assert visitor.errors == [] and owner.errors == [] and agent.errors == []
     for context in (visitor.context, owner.context, agent.context):
         context.close()
@@ -115,6 +125,7 @@ def test_owner_disables_an_agent_and_that_agent_is_logged_out(browser, stack, sh
     expect(row.locator(".state")).to_have_text("正常")
 
     cathy = Agent(browser, stack, email="cathy@demo.kefu", password="cathy-password")
+    expect(cathy.page.locator("#admin-link")).to_be_hidden()  # an agent, not an owner
     expect(row.locator(".state")).to_contain_text("在线", timeout=15000)
     for folder in (shots, README_SCREENSHOTS):
         owner.page.screenshot(path=str(folder / "admin-agents.png"))

@@ -24,7 +24,8 @@
       origins: 'Allowed origins (one per line)', language: 'Widget language', langAuto: "The visitor's browser",
       uploadTypes: 'Files visitors may send (MIME types, comma-separated)', uploadMax: 'Largest file (MB)',
       role: 'Role', status: 'Status', addAgent: 'Add an agent', passwordOptional: 'Password (empty: made up)',
-      roleAgent: 'Agent', roleOwner: 'Owner', add: 'Add', enabled: 'Active', disabled: 'Disabled', online: 'online',
+      roleAgent: 'Agent', roleOwner: 'Owner', add: 'Add', avatarOptional: 'Avatar (https URL, optional)',
+      avatar: 'Avatar', newAvatar: 'Avatar URL for {name} (https; empty: none):', enabled: 'Active', disabled: 'Disabled', online: 'online',
       disable: 'Disable', enable: 'Enable', resetPassword: 'Reset password', newPassword: 'New password for {name} (at least 8 characters):',
       madeUp: 'Agent added. Their password (shown once): {password}', passwordSet: 'Password changed; {name} is logged out everywhere.',
       identityIntro: 'When your visitors are logged in on your site, your server proves who they are, so agents see verified users and a visitor cannot pose as another. Sign with the site secret; never put it in a page.',
@@ -46,7 +47,8 @@
       origins: '允许的来源（每行一个）', language: '聊天窗口语言', langAuto: '跟随访客浏览器',
       uploadTypes: '访客可发送的文件（MIME 类型，逗号分隔）', uploadMax: '文件大小上限（MB）',
       role: '角色', status: '状态', addAgent: '添加客服', passwordOptional: '密码（留空：自动生成）',
-      roleAgent: '客服', roleOwner: '管理员', add: '添加', enabled: '正常', disabled: '已停用', online: '在线',
+      roleAgent: '客服', roleOwner: '管理员', add: '添加', avatarOptional: '头像（https 地址，选填）',
+      avatar: '头像', newAvatar: '{name} 的头像地址（https；留空：不显示）：', enabled: '正常', disabled: '已停用', online: '在线',
       disable: '停用', enable: '启用', resetPassword: '重置密码', newPassword: '为 {name} 设置新密码（至少 8 位）：',
       madeUp: '已添加客服。初始密码（仅显示一次）：{password}', passwordSet: '密码已修改；{name} 已在所有设备上退出。',
       identityIntro: '访客在您的网站登录后，由您的服务器证明其身份：客服可以看到已验证的用户，访客也无法冒充他人。请用站点密钥签名，切勿把密钥放到网页中。',
@@ -325,7 +327,8 @@
       role.value = a.role;
       var me = a.agent_id === session.agent_id;
       return el('tr', { 'data-agent': a.email, class: a.disabled ? 'off' : '' }, [
-        el('td', { text: a.name + (me ? ' (' + t.you + ')' : '') }), el('td', { text: a.email }), el('td', {}, [role]),
+        el('td', {}, (a.avatar_url ? [el('img', { class: 'avatar', src: a.avatar_url, alt: '' })] : [])
+          .concat([document.createTextNode(a.name + (me ? ' (' + t.you + ')' : ''))])), el('td', { text: a.email }), el('td', {}, [role]),
         el('td', { class: 'state', text: (a.disabled ? t.disabled : t.enabled) + (a.online ? ' · ' + t.online : '') }),
         el('td', {}, [
           el('button', { type: 'button', class: a.disabled ? '' : 'danger', 'data-action': a.disabled ? 'enable' : 'disable',
@@ -333,6 +336,10 @@
           el('button', { type: 'button', 'data-action': 'password', text: t.resetPassword, onclick: function () {
             var password = prompt(say('newPassword', { name: a.name }));
             if (password) patchAgent(a, { password: password }, say('passwordSet', { name: a.name }));
+          } }),
+          el('button', { type: 'button', 'data-action': 'avatar', text: t.avatar, onclick: function () {
+            var url = prompt(say('newAvatar', { name: a.name }), a.avatar_url || '');
+            if (url !== null) patchAgent(a, { avatar_url: url.trim() });
           } })
         ])
       ]);
@@ -343,6 +350,7 @@
     e.preventDefault();
     var f = e.target, body = { name: f.name.value.trim(), email: f.email.value.trim(), role: f.role.value };
     if (f.password.value) body.password = f.password.value;
+    if (f.avatar_url.value.trim()) body.avatar_url = f.avatar_url.value.trim();
     $('agent-error').textContent = '';
     api('POST', '/v1/admin/agents', body).then(function (created) {
       f.reset();

@@ -131,6 +131,7 @@
     $('login').hidden = true;
     $('app').hidden = false;
     $('me-name').textContent = session.name;
+    $('admin-link').hidden = session.role !== 'owner';  // owners manage the site on the admin page
     scheduleRenewal();
     connect();
   }
