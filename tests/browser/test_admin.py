@@ -148,6 +148,23 @@ def test_owner_disables_an_agent_and_that_agent_is_logged_out(browser, stack, sh
     page.locator("#login-form button[type=submit]").click()
     expect(page.locator("#login-error")).to_have_text(re.compile("owners|管理员"))
     expect(page.locator("#app")).to_be_hidden()
+
+    # identity verification: the secret shown on request, rotated after a confirmation
+    owner.tab("identity")
+    expect(owner.page.locator("#jwt-sample")).to_contain_text("identityToken")
+    owner.page.locator("#reveal").click()
+    expect(owner.page.locator("#secret")).to_have_text(re.compile("^[0-9a-f]{64}$"))
+    first = owner.page.locator("#secret").text_content()
+    assert first in owner.page.locator("#hash-sample").text_content()
+    owner.page.once("dialog", lambda dialog: dialog.accept())
+    owner.page.locator("#rotate").click()
+    expect(owner.page.locator("#secret")).not_to_have_text(first)
+    # the embed snippet, copied
+    owner.tab("install")
+    expect(owner.page.locator("#snippet")).to_contain_text("siteId: 'demo'")
+    expect(owner.page.locator("#snippet")).to_contain_text(f"{stack.base}/widget.js")
+    owner.page.locator("#copy").click()
+    expect(owner.page.locator("#copied")).to_have_text("已复制。")
     assert owner.errors == []
     page.context.close()
     owner.context.close()
