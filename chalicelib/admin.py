@@ -164,8 +164,8 @@ def create_agent(identity: Identity, body: Dict[str, Any]) -> Dict[str, Any]:
     made_up = password is None
     if made_up:
         password = secrets.token_urlsafe(12)
-    elif not isinstance(password, str) or len(password) > 200:
-        raise bad_request("weak_password", "passwords need at least 8 characters")
+    else:
+        _check_password(password)
     role = _role(body.get("role", "agent"))
     avatar = _avatar(body["avatar_url"]) if "avatar_url" in body else None
     agent = sites.create_agent(identity.site_id, body["email"], password, name.strip(), role=role, avatar_url=avatar)
@@ -173,6 +173,13 @@ def create_agent(identity: Identity, body: Dict[str, Any]) -> Dict[str, Any]:
     if made_up:
         view["password"] = password
     return view
+
+
+def _check_password(password: Any) -> None:
+    if not isinstance(password, str) or len(password) > 200:
+        raise bad_request("invalid_password", "a password is text of 8 to 200 characters")
+    if len(password) < 8:
+        raise bad_request("weak_password", "passwords need at least 8 characters")
 
 
 def _by_id(site_id: str, agent_id: Any) -> Agent:
@@ -208,8 +215,8 @@ def update_agent(identity: Identity, agent_id: str, body: Dict[str, Any]) -> Dic
     if "disabled" in body and not isinstance(disabled, bool):
         raise bad_request("invalid_disabled", "disabled must be true or false")
     password = body.get("password")
-    if "password" in body and (not isinstance(password, str) or not 8 <= len(password) <= 200):
-        raise bad_request("weak_password", "passwords need at least 8 characters")
+    if "password" in body:
+        _check_password(password)
     losing_owner = (agent.role or "agent") == "owner" and (role == "agent" or disabled is True)
     if losing_owner and _other_owners(identity.site_id, agent.agent_id) == 0:
         raise conflict("last_owner", "a site keeps at least one enabled owner")

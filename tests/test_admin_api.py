@@ -193,6 +193,7 @@ def test_agents_listed_created_disabled_reset_and_reroled(harness):
 
 @pytest.mark.parametrize("body, code, status", [
     ({"email": "x@shop.example", "name": "X", "password": "short"}, "weak_password", 400),
+    ({"email": "x@shop.example", "name": "X", "password": 12345678}, "invalid_password", 400),
     ({"email": "not an email", "name": "X", "password": "long enough"}, "invalid_email", 400),
     ({"email": "x@shop.example", "name": "X", "password": "long enough", "role": "admin"}, "invalid_role", 400),
     ({"email": "x@shop.example", "name": "X", "password": "long enough", "superuser": True}, "unknown_field", 400),
@@ -214,6 +215,10 @@ def test_the_last_owner_stays(harness):
         assert (response.status_code, response.json_body["code"]) == (409, "last_owner")
     response = harness.rest("PATCH", f"/v1/admin/agents/{owner['agent_id']}", {"role": "boss"}, token=owner["token"])
     assert response.json_body["code"] == "invalid_role"
+    for change, code in [({"password": "short"}, "weak_password"), ({"disabled": "yes"}, "invalid_disabled"),
+                         ({"avatar_url": "http://x.example/a.png"}, "invalid_avatar_url"), ({"email": "x@y.z"}, "unknown_field")]:
+        response = harness.rest("PATCH", f"/v1/admin/agents/{owner['agent_id']}", change, token=owner["token"])
+        assert (response.status_code, response.json_body["code"]) == (400, code), change
 
 
 def test_secret_revealed_and_rotated_only_for_owners(harness):
