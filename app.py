@@ -3,7 +3,7 @@ import logging
 
 from chalice import Chalice, Rate, Response
 
-from chalicelib import http, observability, protocol, sweep
+from chalicelib import admin, http, observability, outbox, protocol, sweep
 from chalicelib.config import settings
 
 app = Chalice(app_name="kefu")
@@ -32,6 +32,11 @@ def ws_disconnect(event):
 @app.route("/v1/visitor/session", methods=["POST"], cors=True)
 def visitor_session():
     return http.respond(app.current_request, http.visitor_session)
+
+
+@app.route("/v1/visitor/contact", methods=["POST"], cors=True)
+def visitor_contact():
+    return http.respond(app.current_request, http.visitor_contact)
 
 
 # Agents' routes answer browsers only from KEFU_CONSOLE_ORIGINS (http.console_preflight).
@@ -75,6 +80,72 @@ def attachment_url(conversation_id):
     return http.respond(app.current_request, http.attachment_url, conversation_id)
 
 
+# Site owners' routes (chalicelib/admin.py): CORS like the agents' (KEFU_CONSOLE_ORIGINS).
+@app.route("/v1/admin/site", methods=["GET"])
+def admin_get_site():
+    return http.respond(app.current_request, admin.rest_get_site, console_only=True)
+
+
+@app.route("/v1/admin/site", methods=["PATCH"])
+def admin_update_site():
+    return http.respond(app.current_request, admin.rest_update_site, console_only=True)
+
+
+@app.route("/v1/admin/site", methods=["OPTIONS"])
+def admin_site_preflight():
+    return http.console_preflight(app.current_request)
+
+
+@app.route("/v1/admin/site/secret", methods=["GET"])
+def admin_reveal_secret():
+    return http.respond(app.current_request, admin.rest_reveal_secret, console_only=True)
+
+
+@app.route("/v1/admin/site/secret", methods=["POST"])
+def admin_rotate_secret():
+    return http.respond(app.current_request, admin.rest_rotate_secret, console_only=True)
+
+
+@app.route("/v1/admin/site/secret", methods=["OPTIONS"])
+def admin_secret_preflight():
+    return http.console_preflight(app.current_request)
+
+
+@app.route("/v1/admin/snippet", methods=["GET"])
+def admin_snippet():
+    return http.respond(app.current_request, admin.rest_snippet, console_only=True)
+
+
+@app.route("/v1/admin/snippet", methods=["OPTIONS"])
+def admin_snippet_preflight():
+    return http.console_preflight(app.current_request)
+
+
+@app.route("/v1/admin/agents", methods=["GET"])
+def admin_list_agents():
+    return http.respond(app.current_request, admin.rest_list_agents, console_only=True)
+
+
+@app.route("/v1/admin/agents", methods=["POST"])
+def admin_create_agent():
+    return http.respond(app.current_request, admin.rest_create_agent, console_only=True)
+
+
+@app.route("/v1/admin/agents", methods=["OPTIONS"])
+def admin_agents_preflight():
+    return http.console_preflight(app.current_request)
+
+
+@app.route("/v1/admin/agents/{agent_id}", methods=["PATCH"])
+def admin_update_agent(agent_id):
+    return http.respond(app.current_request, admin.rest_update_agent, agent_id, console_only=True)
+
+
+@app.route("/v1/admin/agents/{agent_id}", methods=["OPTIONS"])
+def admin_agent_preflight(agent_id):
+    return http.console_preflight(app.current_request)
+
+
 # The search index (chalicelib/search.py) is kept from the messages table's stream, off the chat path.
 # infra/build.py points this event source at the table's real stream; locally local/streams.py feeds it.
 MESSAGES_STREAM = "arn:aws:dynamodb:us-east-1:000000000000:table/kefu-messages/stream/set-by-infra-build"
@@ -92,3 +163,9 @@ def index_messages(event):
 @app.schedule(Rate(max(1, settings().sweep_interval // 60), unit=Rate.MINUTES))
 def heartbeat_sweep(event):
     sweep.sweep(getattr(event.context, "get_remaining_time_in_millis", None))
+
+
+# Email, off the chat path (chalicelib/outbox.py); the local stack runs it every KEFU_MAIL_INTERVAL seconds.
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def deliver_mail(event):
+    outbox.deliver_due(getattr(event.context, "get_remaining_time_in_millis", None))

@@ -1,7 +1,7 @@
 """Kefu admin CLI: sites, agents, secrets and the embed snippet.
 
     python -m admin create-site --name "My Shop" --origin https://shop.example
-    python -m admin create-agent --site SITE --email ann@shop.example --password ... --name Ann
+    python -m admin create-agent --site SITE --email ann@shop.example --password ... --name Ann [--role owner]
     python -m admin rotate-secret --site SITE
     python -m admin snippet --site SITE --script-url https://cdn.example/widget.js
     python -m admin set-password --site SITE --email ann@shop.example --password ...
@@ -51,6 +51,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     create_agent.add_argument("--email", required=True)
     create_agent.add_argument("--name", required=True)
     create_agent.add_argument("--password", help="default: asked on the terminal")
+    create_agent.add_argument("--role", choices=("agent", "owner"), default="agent",
+                              help="owner: also manages the site (the admin page, /v1/admin)")
 
     rotate = commands.add_parser("rotate-secret", help="give a site a new identity-verification secret")
     rotate.add_argument("--site", required=True)
@@ -87,8 +89,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                               "allowed_origins": site.allowed_origins}, indent=2))
         elif args.command == "create-agent":
             password = args.password or getpass.getpass("password: ")
-            agent = sites.create_agent(args.site, args.email, password, args.name)
-            print(json.dumps({"agent_id": agent.agent_id, "email": agent.email}, indent=2))
+            agent = sites.create_agent(args.site, args.email, password, args.name, role=args.role)
+            print(json.dumps({"agent_id": agent.agent_id, "email": agent.email, "role": agent.role}, indent=2))
         elif args.command == "rotate-secret":
             print(json.dumps({"site_id": args.site, "secret": sites.rotate_secret(args.site)}, indent=2))
         elif args.command == "snippet":

@@ -49,6 +49,11 @@ def check_current(identity: Identity) -> None:
         raise unauthorized("agent_disabled", "this agent is disabled")
 
 
+def forget(agent: Agent) -> None:
+    """Drop what this function remembers of the agent's standing (it changed)."""
+    _standing.pop((agent.site_id, agent.email), None)
+
+
 def _get(site_id: str, email: str) -> Agent:
     try:
         return Agent.get(site_id, email.strip().lower())

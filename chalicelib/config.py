@@ -111,6 +111,21 @@ class Settings:
     # KEFU_SEARCH_RETENTION_DAYS: how long a message stays searchable (the search index's DynamoDB
     # TTL, from the message's date); 0 keeps it for ever. The messages themselves are kept regardless.
     search_retention_days: int = field(default_factory=lambda: _int("KEFU_SEARCH_RETENTION_DAYS", 730))
+    # Email (chalicelib/mailer.py, chalicelib/outbox.py). KEFU_MAIL_FROM: the From address, an SES
+    # verified identity in the cloud; unset, mails are still queued but fail (logged and counted).
+    # KEFU_SMTP_HOST / KEFU_SMTP_PORT: send through this SMTP server instead of SES (the local stack's).
+    mail_from: Optional[str] = field(default_factory=lambda: _str("KEFU_MAIL_FROM", None))
+    smtp_host: Optional[str] = field(default_factory=lambda: _str("KEFU_SMTP_HOST", None))
+    smtp_port: int = field(default_factory=lambda: _int("KEFU_SMTP_PORT", 25))
+    # KEFU_MAIL_UNANSWERED_MINUTES: agents are emailed about a visitor waiting this long unanswered.
+    mail_unanswered_minutes: int = field(default_factory=lambda: _int("KEFU_MAIL_UNANSWERED_MINUTES", 5))
+    # KEFU_MAIL_REPLY_DELAY: seconds an agent's reply to a visitor who has left waits before it is
+    # emailed (replies written meanwhile go in the same email; nothing is sent if they read it).
+    mail_reply_delay: int = field(default_factory=lambda: _int("KEFU_MAIL_REPLY_DELAY", 60))
+    # KEFU_MAIL_MAX_ATTEMPTS: tries per email (backing off) before it is marked failed.
+    mail_max_attempts: int = field(default_factory=lambda: _int("KEFU_MAIL_MAX_ATTEMPTS", 6))
+    # KEFU_CONSOLE_URL: the agent console's address, linked from agents' emails (optional).
+    console_url: Optional[str] = field(default_factory=lambda: _str("KEFU_CONSOLE_URL", None))
     # Secrets read so far (see ``secret``): each function pays only for the ones it uses.
     _secrets: Dict[str, Optional[str]] = field(default_factory=dict, repr=False, compare=False)
 

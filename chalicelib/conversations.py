@@ -14,7 +14,7 @@ from pynamodb.connection import Connection as PynamoConnection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib import clock, connections, ids, paging
+from chalicelib import clock, connections, ids, outbox, paging
 from chalicelib.config import settings
 from chalicelib.errors import KefuError, bad_request, conflict, forbidden, is_condition_failure, not_found
 from chalicelib.models import OPEN_STATUSES, Conversation, Site, Visitor, as_dict
@@ -32,6 +32,8 @@ def public_view(conversation: Conversation, visitor: Optional[Visitor] = None) -
         "site_id": conversation.site_id,
         "visitor_id": conversation.visitor_id,
         "visitor_name": visitor.name if visitor else None,
+        "visitor_email": visitor.email if visitor else None,
+        "visitor_phone": visitor.phone if visitor else None,
         "visitor_attributes": as_dict(visitor.attributes) if visitor else {},
         "visitor_verified": bool(visitor.verified) if visitor else False,
         "visitor_online": bool(as_dict(conversation.visitor_conns)),
@@ -174,7 +176,7 @@ def _open(site: Site, conversation: Conversation, visitor: Optional[Visitor], ex
             raise
         conversation.refresh(consistent_read=True)
         return
-    _hand_out(site, conversation)
+    outbox.conversation_opened(conversation, _hand_out(site, conversation))
     _announce(site, conversation, "created", exclude=exclude, visitor=visitor)
 
 
@@ -324,6 +326,7 @@ def close(identity: Identity, conversation_id: Any, sender_connection: Optional[
                 raise
             conversation.refresh(consistent_read=True)  # closed meanwhile by someone else: same answer
             return view(conversation)
+        outbox.conversation_closed(conversation)
         return _announce(Site.get(identity.site_id), conversation, "closed", exclude=sender_connection)
     return view(conversation)
 
@@ -399,7 +402,7 @@ def reopen(site: Site, conversation: Conversation, visitor_id: str) -> bool:
             raise
         return False
     conversation.refresh(consistent_read=True)
-    _hand_out(site, conversation, prefer=previous_agent)
+    outbox.conversation_opened(conversation, _hand_out(site, conversation, prefer=previous_agent))
     _announce(site, conversation, "reopened")
     return True
 

@@ -6,10 +6,10 @@ from typing import Any, Callable, Dict, Optional
 
 from chalice import Response
 
-from chalicelib import conversations, delivery, jsonio, messages, sessions
+from chalicelib import contact, conversations, delivery, jsonio, messages, sessions
 from chalicelib.config import settings
 from chalicelib.errors import KefuError, bad_request
-from chalicelib.tokens import from_authorization_header
+from chalicelib.tokens import Identity, from_authorization_header
 
 log = logging.getLogger("kefu.http")
 
@@ -69,10 +69,10 @@ def _console_cors(request: Any) -> Dict[str, str]:
 
 
 def console_preflight(request: Any) -> Response:
-    """OPTIONS on an agent route: allowed only for the console's origins."""
+    """OPTIONS on an agent route (and an owner's: /v1/admin): allowed only for the console's origins."""
     headers = _console_cors(request)
     if "Access-Control-Allow-Origin" in headers:
-        headers.update({"Access-Control-Allow-Methods": "GET,POST,OPTIONS",
+        headers.update({"Access-Control-Allow-Methods": "GET,POST,PATCH,OPTIONS",
                         "Access-Control-Allow-Headers": "Authorization,Content-Type",
                         "Access-Control-Max-Age": "600"})
     return Response(body="", status_code=204, headers=headers)
@@ -82,12 +82,26 @@ def _header(request: Any, name: str) -> Optional[str]:
     return request.headers.get(name) if request.headers else None
 
 
+def json_body(request: Any) -> Dict[str, Any]:
+    """The request's JSON object body (bounded, plain JSON), or a 4xx."""
+    return _json_body(request)
+
+
+def caller(request: Any) -> Identity:
+    """Who sent the request, from its bearer token, or a 401."""
+    return from_authorization_header(_header(request, "authorization"))
+
+
 def _source_ip(request: Any) -> Optional[str]:
     return ((request.context or {}).get("identity") or {}).get("sourceIp")
 
 
 def visitor_session(request: Any) -> Dict[str, Any]:
     return sessions.visitor_session(_json_body(request), _header(request, "origin"), _source_ip(request))
+
+
+def visitor_contact(request: Any) -> Dict[str, Any]:
+    return contact.save(caller(request), _json_body(request))
 
 
 def agent_session(request: Any) -> Dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from pynamodb.exceptions import DeleteError, PutError, UpdateError
 
-from chalicelib import clock, connections, conversations, ids, jsonio, paging, sites
+from chalicelib import clock, connections, conversations, ids, jsonio, outbox, paging, sites
 from chalicelib.config import settings
 from chalicelib.errors import KefuError, bad_request, conflict, forbidden, is_condition_failure, rate_limited, too_large
 from chalicelib.models import Conversation, Message, Site, as_dict
@@ -158,6 +158,8 @@ def _store(identity: Identity, conversation_id: str, client_msg_id: str, text: O
         conversations.open_on_first_message(site, conversation, sender_connection)  # agents first learn of it
     recipients = [c for c in _recipients(site, conversation) if c != sender_connection]
     connections.push(recipients, {"type": "message", **message_view(message)})
+    if identity.is_agent:
+        outbox.agent_wrote(conversation)  # emailed if the visitor has left an email and left
     if conversation.status == "queued" and not identity.is_agent:
         conversations.assign_if_possible(site, conversation)
     return ack_frame(message)

@@ -10,6 +10,7 @@ from typing import Dict, List, Type
 
 from pynamodb.attributes import (
     BooleanAttribute,
+    JSONAttribute,
     ListAttribute,
     MapAttribute,
     NumberAttribute,
@@ -60,6 +61,8 @@ class Site(Model):
     created_at = NumberAttribute()
     # connection id -> agent id, for every live agent connection of the site
     agent_conns = MapAttribute(default=dict)
+    # The owner's settings: default language and the widget's (chalicelib/site_settings.py, bounded).
+    settings = JSONAttribute(null=True)
 
 
 class Agent(Model):
@@ -74,6 +77,8 @@ class Agent(Model):
     # bumps it, so earlier tokens stop working (chalicelib/agents.py).
     token_version = NumberAttribute(default=0)
     created_at = NumberAttribute()
+    role = UnicodeAttribute(null=True)  # owner | agent (absent: agent); an owner is also an agent
+    avatar_url = UnicodeAttribute(null=True)  # shown to visitors beside the agent's messages
 
 
 class Visitor(Model):
@@ -84,6 +89,8 @@ class Visitor(Model):
     site_id = UnicodeAttribute(hash_key=True)
     visitor_id = UnicodeAttribute(range_key=True)
     name = UnicodeAttribute(null=True)
+    email = UnicodeAttribute(null=True)  # given in the widget's pre-chat or offline form
+    phone = UnicodeAttribute(null=True)
     attributes = MapAttribute(default=dict)
     verified = BooleanAttribute(default=False)
     conversation_id = UnicodeAttribute(null=True)
@@ -163,6 +170,9 @@ class Conversation(Model):
     closed_site_id = UnicodeAttribute(null=True)  # = site_id while closed: the site-closed-index key
     created_at = NumberAttribute()
     updated_at = NumberAttribute()
+    # The visitor's email, if they gave one: a reply while they are gone is emailed (chalicelib/contact.py).
+    contact_email = UnicodeAttribute(null=True)
+    transcript_requested = BooleanAttribute(null=True)  # email the visitor the transcript at close
     site_open_index = SiteOpenIndex()
     site_created_index = SiteCreatedIndex()
     site_closed_index = SiteClosedIndex()
@@ -260,10 +270,49 @@ class SearchEntry(Model):
     expires_at = NumberAttribute(null=True, attr_name="x")  # DynamoDB TTL (KEFU_SEARCH_RETENTION_DAYS)
 
 
-ALL_MODELS: List[Type[Model]] = [Site, Agent, Visitor, Conversation, Message, Connection, Limit, SearchEntry]
+
+class MailDueIndex(GlobalSecondaryIndex):
+    """Mails still to send, by when they are due. Sparse: ``due_shard`` is removed once a mail is
+    sent or given up, so the sender's Query reads only what is waiting."""
+
+    class Meta:
+        index_name = "due-index"
+        projection = AllProjection()
+
+    due_shard = NumberAttribute(hash_key=True)
+    due_at = NumberAttribute(range_key=True)
+
+
+class Mail(Model):
+    """An email to send, written with the event it tells of and sent by the mail schedule
+    (chalicelib/outbox.py), never on the chat path's clock. What it says is composed when it is
+    sent, from the conversation as it is then; kept a while after, for the record."""
+
+    Meta = _meta("mail")
+    mail_id = UnicodeAttribute(hash_key=True)
+    kind = UnicodeAttribute()  # offline_message | unanswered | reply | transcript
+    site_id = UnicodeAttribute()
+    conversation_id = UnicodeAttribute(null=True)
+    status = UnicodeAttribute()  # pending | sent | skipped | failed
+    due_shard = NumberAttribute(null=True)  # present while pending: the due-index key
+    due_at = NumberAttribute()  # epoch seconds
+    attempts = NumberAttribute(default=0)
+    lease_until = NumberAttribute(null=True)  # a sender working on it until then
+    last_error = UnicodeAttribute(null=True)
+    recipients = ListAttribute(of=UnicodeAttribute, null=True)
+    subject = UnicodeAttribute(null=True)
+    created_at = NumberAttribute()
+    sent_at = NumberAttribute(null=True)
+    expires_at = NumberAttribute(null=True)  # DynamoDB TTL attribute, set once it is done
+    due_index = MailDueIndex()
+
+
+
+ALL_MODELS: List[Type[Model]] = [Site, Agent, Visitor, Conversation, Message, Connection, Limit, SearchEntry, Mail]
 
 # The TTL attribute of each table that has one (DynamoDB TTL is set outside CreateTable).
-TTL_ATTRIBUTES: Dict[Type[Model], str] = {Connection: "expires_at", Limit: "expires_at", SearchEntry: "x"}
+TTL_ATTRIBUTES: Dict[Type[Model], str] = {Connection: "expires_at", Limit: "expires_at", SearchEntry: "x",
+                                          Mail: "expires_at"}
 
 # Tables whose changes a stream carries to a function (infra/ enables it; local/streams.py feeds
 # the same records locally): the messages, new images only, to the search indexer.

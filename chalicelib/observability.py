@@ -46,6 +46,9 @@ METRICS = {
     "FailedPosts": "failed",
     "SweepDrops": "sweep_drops",
     "RateLimited": "rate_limited",
+    "MailsSent": "mails_sent",  # chalicelib/outbox.py
+    "MailErrors": "mail_errors",  # a mail that could not be queued, or a failed attempt to send one
+    "MailsFailed": "mails_failed",  # a mail given up on after its last attempt
 }
 # Error codes that mean "refused for going too fast" (HTTP 429 on REST, an error frame on WebSocket).
 RATE_LIMIT_CODES = frozenset({"rate_limited", "too_many_connections"})

@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib import clock, connections, conversations, jsonio, limits, tokens, verification
+from chalicelib import clock, connections, contact, conversations, jsonio, limits, site_settings, tokens, verification
 from chalicelib.config import settings
 from chalicelib.errors import KefuError, bad_request, too_large, unauthorized
 from chalicelib.models import Agent, Visitor
@@ -51,7 +51,10 @@ def visitor_session(body: Dict[str, Any], origin: Optional[str], source_ip: Opti
     user_id = _optional_str(body, "user_id", 128)
     claimed_visitor = _optional_str(body, "visitor_id", 64)
     identity_token = body.get("identity_token")
-    if identity_token is not None:
+    if body.get("resume_token") is not None and identity_token is None and user_id is None:
+        # the link in an email that brings a visitor who had left back into their chat
+        visitor_id, verified = contact.visitor_from_resume(site.site_id, body["resume_token"]), False
+    elif identity_token is not None:
         user_id, claimed_name = verification.from_identity_token(site, identity_token)
         name = name if name is not None else claimed_name
         visitor_id, verified = f"u_{user_id}", True
@@ -93,7 +96,17 @@ def visitor_session(body: Dict[str, Any], origin: Optional[str], source_ip: Opti
         "last_seq": int(conversation.last_seq or 0),
         "websocket_url": settings().public_websocket_url,
         "upload": upload_policy(site),
+        "widget": site_settings.for_widget(site),
+        "agents": agent_profiles(site.site_id),
+        "contact": {"name": visitor.name, "email": visitor.email, "phone": visitor.phone},
     }
+
+
+def agent_profiles(site_id: str) -> Dict[str, Dict[str, Any]]:
+    """What visitors see of the site's agents beside their messages: names and avatars, by agent
+    id (one Query of the site's agents, at session time, never per message)."""
+    return {a.agent_id: {"name": a.name, "avatar_url": a.avatar_url or ""}
+            for a in Agent.query(site_id) if not a.disabled}
 
 
 def agent_session(body: Dict[str, Any], source_ip: Optional[str] = None) -> Dict[str, Any]:
@@ -121,8 +134,8 @@ def agent_session(body: Dict[str, Any], source_ip: Optional[str] = None) -> Dict
         raise unauthorized("invalid_credentials", "wrong site, email or password")
     limits.login_succeeded(site_id, email)
     identity = tokens.Identity("agent", site.site_id, agent.agent_id, email=agent.email,
-                               version=int(agent.token_version or 0))
+                               version=int(agent.token_version or 0), site_role=agent.role or "agent")
     token, expires_at = tokens.issue(identity, settings().agent_token_ttl)
     return {"token": token, "agent_id": agent.agent_id, "expires_at": expires_at,
-            "name": agent.name, "site_id": site.site_id, "site_name": site.name,
+            "name": agent.name, "role": agent.role or "agent", "site_id": site.site_id, "site_name": site.name,
             "websocket_url": settings().public_websocket_url, "upload": upload_policy(site)}

@@ -112,7 +112,11 @@ def rotate_secret(site_id: str) -> str:
     return secret
 
 
-def create_agent(site_id: str, email: str, password: str, name: str) -> Agent:
+def create_agent(site_id: str, email: str, password: str, name: str, role: str = "agent",
+                 avatar_url: Optional[str] = None) -> Agent:
+    """A new agent of the site; ``role`` owner also manages the site (chalicelib/admin.py)."""
+    if role not in ("owner", "agent"):
+        raise bad_request("invalid_role", "role must be owner or agent")
     get_site(site_id)
     email = email.strip().lower()
     if not _EMAIL.match(email):
@@ -126,6 +130,8 @@ def create_agent(site_id: str, email: str, password: str, name: str) -> Agent:
         name=name,
         password_hash=hash_password(password),
         created_at=int(clock.now()),
+        role=role,
+        avatar_url=avatar_url,
     )
     try:
         agent.save(condition=Agent.email.does_not_exist())

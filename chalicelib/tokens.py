@@ -16,6 +16,8 @@ _said_why: set = set()
 
 ISSUER = "kefu"
 ROLES = ("visitor", "agent")
+# What an agent may do on their site: an owner manages it (the /v1/admin routes) and is also an agent.
+SITE_ROLES = ("owner", "agent")
 
 
 @dataclass(frozen=True)
@@ -26,10 +28,15 @@ class Identity:
     conversation_id: Optional[str] = None  # a visitor's own conversation
     email: Optional[str] = None  # an agent's login (the agents table's key)
     version: Optional[int] = None  # the agent's token version when the token was issued
+    site_role: Optional[str] = None  # an agent's: owner | agent (SITE_ROLES)
 
     @property
     def is_agent(self) -> bool:
         return self.role == "agent"
+
+    @property
+    def is_owner(self) -> bool:
+        return self.is_agent and self.site_role == "owner"
 
 
 def signing_key() -> str:
@@ -60,6 +67,7 @@ def issue(identity: Identity, ttl_seconds: int) -> tuple[str, int]:
         claims["cid"] = identity.conversation_id
     if identity.is_agent:
         claims["em"], claims["ver"] = identity.email, identity.version
+        claims["site_role"] = identity.site_role or "agent"
     return jwt.encode(claims, signing_key(), algorithm="HS256"), expires_at
 
 
@@ -90,6 +98,7 @@ def verify(token: Optional[str]) -> Identity:
         conversation_id=claims.get("cid"),
         email=claims.get("em"),
         version=claims.get("ver"),
+        site_role=claims.get("site_role") if claims.get("site_role") in SITE_ROLES else None,
     )
     if identity.is_agent:
         from chalicelib import agents

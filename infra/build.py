@@ -31,7 +31,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 DYNAMODB_ACTIONS = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                     "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem", "dynamodb:Query"]
 FUNCTIONS = ["APIHandler", "WebsocketConnect", "WebsocketMessage", "WebsocketDisconnect", "HeartbeatSweep",
-             "IndexMessages"]
+             "IndexMessages", "DeliverMail"]
 # The search indexer (app.index_messages, fed by the messages table's stream) runs under a role of its
 # own: it alone reads the stream and writes the search table; the chat functions only query it.
 INDEXER = "IndexMessages"
@@ -47,7 +47,11 @@ PARAMETERS = {
     "StsRoleArn": ("KEFU_STS_ROLE_ARN", "acs:ram::ACCOUNT:role/kefu-uploads"),
     "AliyunAccessKeyId": ("KEFU_ALIYUN_ACCESS_KEY_ID", "LTAI-set-me"),
     "ConsoleOrigins": ("KEFU_CONSOLE_ORIGINS", None),  # required: where the agent console is served
+    "MailFrom": ("KEFU_MAIL_FROM", None),  # required: the From address of Kefu's emails (SES)
 }
+# The SES identity (a verified domain or address) MailFrom sends as: the only one ses:SendEmail is granted on.
+MAIL_IDENTITY = "MailIdentity"
+MAIL_IDENTITY_PATTERN = r"^[^*\s/:]+$"
 # Requests per second (steady, burst) each API's stage accepts before answering 429.
 THROTTLE_RATE = 200
 THROTTLE_BURST = 400
@@ -167,6 +171,9 @@ def policy(models: List[Any], prefix: str, stage: str, websocket_stage: str) -> 
             # Lambda sends a sweep run that failed twice here (its OnFailure destination).
             {"Sid": "SweepDeadLetters", "Effect": "Allow", "Action": ["sqs:SendMessage"],
              "Resource": [{"Fn::GetAtt": ["SweepDeadLetterQueue", "Arn"]}]},
+            # Email (chalicelib/mailer.py): sending as the configured identity, nothing else of SES.
+            {"Sid": "SendMail", "Effect": "Allow", "Action": ["ses:SendEmail"],
+             "Resource": [{"Fn::Sub": f"arn:${{AWS::Partition}}:ses:${{AWS::Region}}:${{AWS::AccountId}}:identity/${{{MAIL_IDENTITY}}}"}]},
             {"Sid": "Secrets", "Effect": "Allow", "Action": ["ssm:GetParameter"],
              "Resource": [{"Fn::Sub": f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter/kefu/{stage}/{name}"}
                           for name in ("token-secret", "aliyun-access-key-secret")]},
@@ -249,6 +256,8 @@ def operations(stage: str, api_stage: str, table_ids: List[str]) -> Dict[str, An
     for table in table_ids:
         resources[f"{table}ThrottlesAlarm"] = _alarm(f"DynamoDB throttled requests on {table}",
                                                      _table_throttles(table))
+    resources["MailsFailedAlarm"] = _alarm("emails given up on after their last attempt (chalicelib/outbox.py)",
+                                           _metric("Kefu", "MailsFailed", {"Stage": stage}))
     resources["RestAPI5xxAlarm"] = _alarm("REST API answered 5xx", _metric(
         "AWS/ApiGateway", "5XXError", {"ApiName": rest_api_name(stage), "Stage": api_stage}))
     resources["SweepDeadLetterQueue"] = {"Type": "AWS::SQS::Queue", "Properties": {
@@ -345,6 +354,9 @@ def build(stage: str) -> Dict[str, Any]:
     parameters = {name: _parameter(variable, default) for name, (variable, default) in PARAMETERS.items()}
     parameters[TRACING] = {"Type": "String", "Default": "PassThrough", "AllowedValues": ["PassThrough", "Active"],
                            "Description": "Active: X-Ray traces every function and the REST API"}
+    parameters[MAIL_IDENTITY] = {"Type": "String", "AllowedPattern": MAIL_IDENTITY_PATTERN,
+                                 "Description": "the SES identity (verified domain or address) MailFrom sends as",
+                                 "ConstraintDescription": "a domain or an email address; no wildcard"}
     parameters[ALARM_TOPIC] = {"Type": "String", "Default": "",
                                "Description": "an SNS topic ARN the alarms notify (empty: alarms only)"}
     return {

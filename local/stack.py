@@ -9,7 +9,9 @@ Starts, on loopback and with no cloud account:
   `.chalice/config.json` deploys (api_gateway_stage, `api`): WebSocket routes, REST routes, the
   Management API and the scheduled sweep, on one port; each function runs in Lambda-like
   execution environments of its own (local/lambda_runtime.py), restarted when code changes;
-- the static pages (widget, agent console, demo shop) and GET /local/info.
+- a real SMTP server on loopback that keeps the mails Kefu sends (local/mailbox.py), listed at
+  GET /local/mail;
+- the static pages (widget, agent console, admin page, demo shop) and GET /local/info.
 Then seeds a demo site and agent and prints where to go. The tables, uploaded files and token
 secret live in the data folder (--data-dir, default local-data/; local/data_dir.py), so a restart
 goes on where the last run stopped.
@@ -80,6 +82,7 @@ class Stack:
     info: Dict[str, Any] = field(default_factory=dict)
     _stoppers: List[Any] = field(default_factory=list)
     _existing_data: bool = False
+    _mailbox: Any = None
 
     def start(self) -> Dict[str, Any]:
         if self.options.template:
@@ -95,6 +98,7 @@ class Stack:
         _cloud_defaults(opts.data_dir)
         dynamodb_endpoint = opts.dynamodb_endpoint or self._start_embedded_dynamodb(data_dir)
         standins = self._start_upload_standins()
+        mailbox = self._start_mailbox()
         os.environ.update({
             "KEFU_DYNAMODB_ENDPOINT": dynamodb_endpoint,
             "KEFU_WS_MANAGEMENT_ENDPOINT": f"{base}/{stage}",
@@ -104,6 +108,9 @@ class Stack:
             "KEFU_PUBLIC_WEBSOCKET_URL": f"ws://{opts.host}:{port}/{stage}",
         })
         os.environ.setdefault("KEFU_CONSOLE_ORIGINS", base)  # the console the stack serves itself
+        os.environ.update({"KEFU_SMTP_HOST": mailbox.host, "KEFU_SMTP_PORT": str(mailbox.port)})
+        os.environ.setdefault("KEFU_MAIL_FROM", "kefu@demo.kefu")
+        os.environ.setdefault("KEFU_CONSOLE_URL", f"{base}/console/")
         # chalicelib reads its settings on first import: only now may the app be imported.
         from chalicelib.config import settings
         from chalicelib.models import create_tables
@@ -112,6 +119,7 @@ class Stack:
         create_tables()
         self._expire_unattached_uploads(standins)
         self._seed(base)
+        self._mailbox = mailbox
         gateway = self._start_gateway(port, deployment, stage, dynamodb_endpoint)
         self.info = self._describe(gateway, base, dynamodb_endpoint, standins)
         return self.info
@@ -128,6 +136,10 @@ class Stack:
         opts = self.options
         data_dir = pathlib.Path(opts.data_dir).resolve() if opts.data_dir else None
         return {
+        mailbox = self._mailbox
+        mail = {"admin_url": f"{base}/admin/", "mail_url": f"{base}/local/mail",
+                "smtp_host": mailbox.host if mailbox else None, "smtp_port": mailbox.port if mailbox else None,
+                "mail_from": settings().mail_from, "mail_interval": _mail_interval()}
             "websocket_url": gateway.websocket_url,
             "api_url": gateway.rest_url,
             "management_endpoint": gateway.management_endpoint,
@@ -148,6 +160,7 @@ class Stack:
             "heartbeat_timeout": settings().heartbeat_timeout,
             "sweep_interval": settings().sweep_interval,
             "template": self.options.template,  # the packaged template booted, or None
+            **mail,
         }
 
     def _start_from_template(self) -> Dict[str, Any]:
@@ -237,6 +250,13 @@ class Stack:
         self._stoppers.append(standins.stop)
         return standins
 
+    def _start_mailbox(self) -> Any:
+        from local.mailbox import Mailbox
+
+        mailbox = Mailbox(self.options.host).start()
+        self._stoppers.append(mailbox.stop)
+        return mailbox
+
     def _expire_unattached_uploads(self, standins: Any) -> None:
         """The bucket as infra/aliyun.py sets it up for real: never-attached uploads expire."""
         import oss2
@@ -250,17 +270,22 @@ class Stack:
         aliyun.put_lifecycle(bucket, aliyun.lifecycle_rules(cfg.oss_prefix, 1))
 
     def _seed(self, base: str) -> None:
-        from chalicelib import sites
+        from chalicelib import site_settings, sites
         from chalicelib.errors import KefuError
+        from chalicelib.models import Agent, Site
 
         try:
-            sites.create_site("Demo Shop", [base], site_id=DEMO_SITE_ID)
+            site = sites.create_site("Demo Shop", [base], site_id=DEMO_SITE_ID)
+            # the demo shop's own colour, as its owner would set it on the admin page
+            site.update(actions=[Site.settings.set(site_settings.merged(
+                site_settings.stored(site), {"widget": {"color": "#8a4b2a"}}))])
         except KefuError:  # kept from an earlier run (the data folder, --dynamodb-endpoint)
             _serve_demo_site_at(base)
         try:
-            sites.create_agent(DEMO_SITE_ID, DEMO_AGENT_EMAIL, DEMO_AGENT_PASSWORD, "Demo Agent")
-        except KefuError:
-            pass
+            # The demo agent is the demo site's owner too: it can open the admin page.
+            sites.create_agent(DEMO_SITE_ID, DEMO_AGENT_EMAIL, DEMO_AGENT_PASSWORD, "Demo Agent", role="owner")
+        except KefuError:  # kept from an earlier run (maybe from before roles): an owner now
+            Agent(DEMO_SITE_ID, DEMO_AGENT_EMAIL).update(actions=[Agent.role.set("owner")])
 
     def _start_gateway(self, port: int, deployment: Any, stage: str, dynamodb_endpoint: str) -> Any:
         from chalicelib.config import settings
@@ -271,9 +296,13 @@ class Stack:
         opts = self.options
         sweep_every = settings().sweep_interval
         sweep_function = logical_name("heartbeat_sweep")
+        mail_function = logical_name("deliver_mail")
 
         def schedule_interval(function: str, default_seconds: float) -> float:
-            # Deployed schedules cannot go below a minute; locally the sweep runs on KEFU_SWEEP_INTERVAL.
+            # Deployed schedules cannot go below a minute; locally the sweep runs on KEFU_SWEEP_INTERVAL
+            # and the mail sender every KEFU_MAIL_INTERVAL seconds.
+            if function == mail_function:
+                return _mail_interval()
             return sweep_every if function == sweep_function else default_seconds
 
         # The functions get .chalice/config.json's variables, but the stack's endpoints, secrets and
@@ -302,6 +331,8 @@ class Stack:
     def _serve(self, gateway: Any) -> Any:
         """The static pages and /local/info next to the APIs; serving from a thread of its own."""
         gateway.add_static("/console/", str(WEB / "console"))
+        gateway.add_static("/admin/", str(WEB / "admin"))
+        gateway.add_route("GET", "/local/mail", lambda: {"mails": self._mailbox.mails()})
         gateway.add_static("/demo/", str(WEB / "demo"))
         gateway.add_file("/widget.js", str(WEB / "widget.js"))
         gateway.add_route("GET", "/local/info", lambda: self.info)
@@ -354,6 +385,11 @@ def _serve_demo_site_at(base: str) -> None:
         site.update(actions=[Site.allowed_origins.set([base])])
 
 
+def _mail_interval() -> float:
+    """KEFU_MAIL_INTERVAL: seconds between the local mail sender's runs (default 2)."""
+    return float(os.environ.get("KEFU_MAIL_INTERVAL") or 2)
+
+
 def _cloud_defaults(data_dir: Optional[str]) -> None:
     """Values a cloud deployment gets from its account; locally any will do."""
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
@@ -399,7 +435,9 @@ def banner(info: Dict[str, Any]) -> str:
         f"  Data:                       {data_line(info)}",
         f"  Demo shop (visitor widget): {info['demo_url']}",
         f"  Agent console:              {info['console_url']}",
+        f"  Admin page (site owner):    {info['admin_url']}",
         f"    site id {info['site_id']}, email {info['agent_email']}, password {info['agent_password']}",
+        f"  Mail sent (local mailbox):  {info['mail_url']}",
         f"  WebSocket API:              {info['websocket_url']}",
         f"  REST API:                   {info['api_url']}",
         f"  Management API:             {info['management_endpoint']}",

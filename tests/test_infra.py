@@ -123,7 +123,7 @@ def test_role_grants_no_wildcard_beyond_the_management_api(packaged):
                        "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem",
                        "dynamodb:Query", "dynamodb:BatchWriteItem", *build.STREAM_READ_ACTIONS,
                        "execute-api:ManageConnections", "logs:CreateLogStream",
-                       "logs:PutLogEvents", "ssm:GetParameter", "sqs:SendMessage"}
+                       "logs:PutLogEvents", "ssm:GetParameter", "sqs:SendMessage", "ses:SendEmail"}
     # X-Ray has no resource-level permissions: its two write actions on "*", only when Tracing=Active.
     for role in ("DefaultRole", build.INDEXER_ROLE):
         conditional = [p for p in template["Resources"][role]["Properties"]["Policies"] if "Fn::If" in p]
@@ -137,6 +137,23 @@ def test_role_grants_no_wildcard_beyond_the_management_api(packaged):
     granted = {s["Fn::Sub"].split(":table/")[1] for _, st in statements for s in st["Resource"]
                if isinstance(s, dict) and ":table/" in s.get("Fn::Sub", "")}
     assert {g.split("/index/")[0] for g in granted} == tables  # exactly our tables (and their indexes)
+
+
+def test_email_is_sent_only_as_the_configured_ses_identity(packaged):
+    template = packaged[2]
+    ses = [statement for _, statement in _statements(template) if any(a.startswith("ses:") for a in statement["Action"])]
+    assert [s["Action"] for s in ses] == [["ses:SendEmail"]]
+    assert ses[0]["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:"
+                                             "identity/${MailIdentity}"}]
+    identity = template["Parameters"]["MailIdentity"]
+    assert "Default" not in identity and not re.match(identity["AllowedPattern"], "*")
+    assert re.match(identity["AllowedPattern"], "shop.example") and re.match(identity["AllowedPattern"], "a@shop.example")
+    assert "Default" not in template["Parameters"]["MailFrom"]
+    mail = template["Resources"]["DeliverMail"]["Properties"]
+    assert mail["Environment"]["Variables"]["KEFU_MAIL_FROM"] == {"Ref": "MailFrom"}
+    assert list(mail["Events"].values())[0]["Properties"]["Schedule"] == "rate(1 minute)"
+    alarm = template["Resources"]["MailsFailedAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("Kefu", "MailsFailed")
 
 
 def test_tracing_is_a_parameter_off_by_default(packaged, transformed):
@@ -184,7 +201,7 @@ def test_alarms_watch_every_function_table_the_sweep_and_rest_5xx(packaged):
     assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible",
             {"QueueName": {"Fn::GetAtt": ["SweepDeadLetterQueue", "QueueName"]}}) in watched
     tables = [n for n, r in resources.items() if r["Type"] == "AWS::DynamoDB::Table"]
-    assert len(tables) == 8
+    assert len(tables) == 9  # the search and mail tables too
     for table in tables:
         for metric in ("ReadThrottleEvents", "WriteThrottleEvents"):
             assert ("AWS/DynamoDB", metric, {"TableName": {"Ref": table}}) in watched, (table, metric)
@@ -198,7 +215,7 @@ def test_the_sweep_schedule_retries_then_dead_letters(packaged, transformed):
     queue = {"Fn::GetAtt": ["SweepDeadLetterQueue", "Arn"]}
     assert resources["SweepDeadLetterQueue"]["Type"] == "AWS::SQS::Queue"
     rules = {name: r for name, r in resources.items() if r["Type"] == "AWS::Events::Rule"}
-    assert list(rules) == [build.SWEEP_RULE] and rules[build.SWEEP_RULE]["Properties"]["ScheduleExpression"] == "rate(1 minute)"
+    assert set(rules) == {build.SWEEP_RULE, "DeliverMailDeliverMailEvent"} and rules[build.SWEEP_RULE]["Properties"]["ScheduleExpression"] == "rate(1 minute)"
     [target] = rules[build.SWEEP_RULE]["Properties"]["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": ["HeartbeatSweep", "Arn"]}
     assert target["RetryPolicy"] == build.SWEEP_RETRY and target["RetryPolicy"]["MaximumRetryAttempts"] >= 1

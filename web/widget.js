@@ -21,7 +21,15 @@
       tooLarge: 'This file is too large.', badType: 'This type of file cannot be sent.', uploadFailed: 'The upload failed. Please try again.',
       noFiles: 'Files cannot be sent in this chat.', slowDown: 'Too many files at once: please wait a little.', unavailable: 'Chat is not available on this website.',
       identity: 'Chat could not confirm who you are. Please reload the page.', tooLong: 'the message is too long',
-      ended: 'the chat has ended', error: 'something went wrong'
+      ended: 'the chat has ended', error: 'something went wrong',
+      replyIn: 'Usually replies in {n}', minutes: '{n} minutes', hours: '{n} hours', oneHour: 'an hour', day: 'a day',
+      outside: 'We are away right now: leave a message and we will reply by email.',
+      leave: 'Leave us a message', yourName: 'Your name', yourEmail: 'Your email', yourPhone: 'Your phone',
+      yourMessage: 'How can we help?', start: 'Start chat', leaveSend: 'Send message', optional: 'optional',
+      left: 'Thanks! We got your message and will reply to {email}.', invalidEmail: 'Please give a valid email address.',
+      needed: 'Please fill in the required fields.', invalidPhone: 'Please give a valid phone number.',
+      transcript: 'Email me this conversation', transcriptSend: 'Send it when the chat ends',
+      transcriptOk: 'We will email this conversation to {email} when it ends.'
     },
     zh: {
       title: '在线客服', placeholder: '输入消息…', send: '发送', attach: '发送文件',
@@ -33,7 +41,15 @@
       tooLarge: '文件太大。', badType: '不支持发送此类文件。', uploadFailed: '上传失败，请重试。',
       noFiles: '此会话不支持发送文件。', slowDown: '发送文件过于频繁，请稍后再试。', unavailable: '此网站暂未开通在线客服。',
       identity: '无法确认您的身份，请刷新页面后重试。', tooLong: '消息太长',
-      ended: '会话已结束', error: '出现错误'
+      ended: '会话已结束', error: '出现错误',
+      replyIn: '通常在 {n} 内回复', minutes: '{n} 分钟', hours: '{n} 小时', oneHour: '1 小时', day: '1 天',
+      outside: '客服暂时不在，请留言，我们会通过邮件回复您。',
+      leave: '给我们留言', yourName: '您的称呼', yourEmail: '您的邮箱', yourPhone: '您的电话',
+      yourMessage: '请问有什么可以帮您？', start: '开始咨询', leaveSend: '提交留言', optional: '选填',
+      left: '谢谢！我们已收到您的留言，会回复到 {email}。', invalidEmail: '请填写有效的邮箱地址。',
+      needed: '请填写必填项。', invalidPhone: '请填写有效的电话号码。',
+      transcript: '通过邮件发送对话记录', transcriptSend: '会话结束后发送',
+      transcriptOk: '会话结束后，我们会把对话记录发送到 {email}。'
     }
   };
   // Error code -> the string shown for it; any other code shows `error`.
@@ -43,14 +59,17 @@
     identity_token_invalid: 'identity', identity_token_expired: 'identity',
     text_too_long: 'tooLong', conversation_closed: 'ended', upload_too_large: 'tooLarge', attachment_too_large: 'tooLarge',
     upload_type_not_allowed: 'badType', attachment_type_not_allowed: 'badType', invalid_attachment_type: 'badType',
-    uploads_not_configured: 'noFiles', rate_limited: 'slowDown'
+    uploads_not_configured: 'noFiles', rate_limited: 'slowDown', invalid_email: 'invalidEmail', invalid_phone: 'invalidPhone', email_required: 'invalidEmail'
   };
 
   var CSS = [
     ':host{all:initial}',
     '*{box-sizing:border-box;font-family:-apple-system,BlinkMacSystemFont,"Segoe UI","PingFang SC","Microsoft YaHei",sans-serif}',
     '.launcher{position:fixed;bottom:20px;width:56px;height:56px;border-radius:50%;border:0;cursor:pointer;color:#fff;',
-    'box-shadow:0 4px 16px rgba(0,0,0,.25);display:flex;align-items:center;justify-content:center;z-index:2147483000}',
+    'box-shadow:0 4px 16px rgba(0,0,0,.25);display:flex;align-items:center;justify-content:center;z-index:2147483000;',
+    'background:var(--kefu-color)}',
+    '.launcher.labelled{width:auto;border-radius:28px;padding:0 20px 0 16px;gap:8px;font-size:15px;font-weight:600}',
+    '.launcher[hidden]{display:none}',
     '.launcher svg{width:28px;height:28px;fill:#fff}',
     '.badge{position:absolute;top:-4px;right:-4px;min-width:20px;height:20px;border-radius:10px;background:#e5484d;',
     'color:#fff;font-size:12px;line-height:20px;text-align:center;padding:0 5px;font-weight:600}',
@@ -60,7 +79,20 @@
     'z-index:2147483000;color:#1c2024;font-size:14px}',
     '.panel[hidden]{display:none}',
     '.right{right:20px}.left{left:20px}',
-    'header{padding:14px 16px;color:#fff;display:flex;align-items:center;gap:10px}',
+    'header{padding:14px 16px;color:#fff;display:flex;align-items:center;gap:10px;background:var(--kefu-color)}',
+    'header img{width:36px;height:36px;border-radius:50%;object-fit:cover;background:#fff}',
+    'header img[hidden]{display:none}',
+    'header .reply{display:block;font-size:12px;opacity:.85}',
+    '.mail{border:0;background:#fff;color:#60646c;font-size:12px;cursor:pointer;padding:0 14px 8px;text-align:left}',
+    '.mail[hidden]{display:none}',
+    '.avatar{width:24px;height:24px;border-radius:50%;object-fit:cover;margin-right:6px;vertical-align:middle}',
+    '.ask{padding:14px;display:flex;flex-direction:column;gap:8px;border-top:1px solid #e6e8eb;background:#fff}',
+    '.ask[hidden]{display:none}',
+    '.ask h3{margin:0;font-size:14px;font-weight:600}',
+    '.ask input,.ask textarea{border:1px solid #d7dade;border-radius:8px;padding:8px 10px;font-size:14px;outline:none;width:100%}',
+    '.ask textarea{min-height:70px;max-height:none;flex:none}',
+    '.ask .error{color:#b42318;font-size:12.5px;min-height:0}',
+    '.ask .done{color:#1b6b3a;font-size:13.5px}',
     'header h2{margin:0;font-size:16px;font-weight:600;flex:1}',
     'header .status{font-size:12px;opacity:.9}',
     'header button{background:transparent;border:0;color:#fff;font-size:22px;cursor:pointer;line-height:1}',
@@ -72,7 +104,7 @@
     '.msg.mine{align-self:flex-end;align-items:flex-end}',
     '.bubble{padding:8px 12px;border-radius:14px;white-space:pre-wrap;word-break:break-word;line-height:1.4}',
     '.msg.theirs .bubble{background:#fff;border:1px solid #e6e8eb}',
-    '.msg.mine .bubble{color:#fff}',
+    '.msg.mine .bubble{color:#fff;background:var(--kefu-color)}',
     '.meta{font-size:11px;color:#80868b;margin-top:2px}',
     '.msg.failed .meta{color:#e5484d}',
     '.meta button{border:0;background:none;color:inherit;text-decoration:underline;cursor:pointer;font-size:11px;padding:0 0 0 4px}',
@@ -84,7 +116,8 @@
     'max-height:96px;min-height:38px;outline:none}',
     'textarea:focus{border-color:var(--kefu-color)}',
     '.icon{border:0;background:transparent;cursor:pointer;font-size:20px;padding:6px;color:#60646c}',
-    '.send{border:0;color:#fff;border-radius:10px;padding:9px 14px;cursor:pointer;font-weight:600}',
+    '.send{border:0;color:#fff;border-radius:10px;padding:9px 14px;cursor:pointer;font-weight:600;background:var(--kefu-color)}',
+    'form[hidden]{display:none}',
     'input[type=file]{display:none}',
     '@media (max-width:480px){.panel{left:0!important;right:0!important;bottom:0;width:100vw;height:100vh;',
     'max-height:none;border-radius:0}}'
@@ -180,12 +213,21 @@
     this.wsFailures = 0;
     this.agentsOnline = 0;
     this.unread = 0;
+    // The link in an email that brings a visitor back into their chat: #kefu-resume=<token>.
+    var resume = /[#&]kefu-resume=([^&]+)/.exec(location.hash);
+    if (resume) {
+      this.resume = decodeURIComponent(resume[1]);
+      history.replaceState(null, '', location.href.split('#')[0]);
+      store.del(this.key);
+      options.open = true;
+    }
     var s = this.sess();
     if (s.outbox) {  // the single-key outbox of earlier versions
       s.outbox.forEach(function (o) { store.set(this.key + ':o:' + o.client_msg_id, { id: o.client_msg_id, text: o.text, attachment: o.attachment, at: o.created }); }, this);
       delete s.outbox; delete s.history;
       store.set(this.key, s);
     }
+    if (options.preview) { this.startPreview(options.preview); return; }
     this.build();
     this.load(s.conversationId);
     this.watch();
@@ -193,30 +235,50 @@
     this.connect();
   }
 
+  // The admin page's live preview: the real widget, open, with the settings being edited; no session,
+  // no socket, nothing sent. Kefu('preview', settings) shows new ones.
+  Widget.prototype.startPreview = function (settings) {
+    this.sess = function () { return { widget: this.settings || {}, contact: {}, agents: {} }; };
+    this.build();
+    this.load(null);
+    this.ready = this.readyOnce = true;
+    this.preview(settings);
+    this.open();
+  };
+  Widget.prototype.preview = function (settings) {
+    this.agentsOnline = settings.away ? 0 : 1;
+    this.asking = undefined;
+    this.applySettings(Object.assign({}, settings, { within_hours: true }));
+  };
+
   Widget.prototype.on = function (name, fn) { (this.listeners[name] = this.listeners[name] || []).push(fn); };
   Widget.prototype.emit = function (name, value) {
     (this.listeners[name] || []).forEach(function (fn) { try { fn(value); } catch (e) { console.error(e); } });
   };
 
   Widget.prototype.build = function () {
-    var color = this.opts.color || '#2563eb';
-    var side = this.opts.position === 'left' ? 'left' : 'right';
     this.host = $('div', { id: 'kefu-widget' });
     this.host.style.cssText = 'all:initial;position:fixed;z-index:2147483000;';
     var root = this.host.attachShadow({ mode: 'open' });
-    root.appendChild($('style', { text: CSS + ':host{--kefu-color:' + color + '}' }));
+    root.appendChild($('style', { text: CSS }));
     this.badge = $('span', { class: 'badge', hidden: '' });
-    this.launcher = $('button', { class: 'launcher ' + side, 'aria-label': this.t.open, part: 'launcher', onclick: this.toggle.bind(this) });
-    this.launcher.style.background = color;
+    this.launcher = $('button', { class: 'launcher', 'aria-label': this.t.open, part: 'launcher', onclick: this.toggle.bind(this) });
     this.launcher.innerHTML = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H8l-4 4V6a2 2 0 0 1 2-2z"/></svg>';
+    this.launcherText = $('span', { class: 'label' });
+    this.launcher.appendChild(this.launcherText);
     this.launcher.appendChild(this.badge);
     this.status = $('span', { class: 'status', text: this.t.connecting });
+    this.replyLine = $('span', { class: 'reply' });
+    this.title = $('h2', { text: this.opts.title || this.t.title });
+    this.teamAvatar = $('img', { alt: '', hidden: '' });
     var header = $('header', {}, [
-      $('div', {}, [$('h2', { text: this.opts.title || this.t.title }), this.status]),
+      this.teamAvatar,
+      $('div', {}, [this.title, this.status, this.replyLine]),
       $('button', { 'aria-label': this.t.close, text: '×', onclick: this.close.bind(this) })
     ]);
-    header.style.background = color;
-    header.firstChild.style.flex = '1';
+    this.transcriptButton = $('button', { class: 'mail', type: 'button', text: '✉ ' + this.t.transcript,
+      onclick: this.askTranscript.bind(this), hidden: '' });
+    header.children[1].style.flex = '1';
     this.notice = $('div', { class: 'notice', role: 'status', hidden: '' });
     this.log = $('div', { class: 'log', role: 'log', 'aria-live': 'polite' });
     this.typingLine = $('div', { class: 'typing' });
@@ -232,18 +294,168 @@
       if (file) this.sendFile(file);
     }.bind(this));
     var sendButton = $('button', { class: 'send', type: 'submit', text: this.t.send });
-    sendButton.style.background = color;
     var attach = $('button', { class: 'icon', type: 'button', 'aria-label': this.t.attach,
       onclick: function () { this.fileInput.click(); }.bind(this) });
     attach.innerHTML = '<svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true"><path fill="none" stroke="currentColor" ' +
       'stroke-width="2" stroke-linecap="round" d="M21 11.5l-8.5 8.5a5 5 0 0 1-7-7L14 4.5a3.5 3.5 0 0 1 5 5L10.5 18a2 2 0 0 1-3-3L15 7.5"/></svg>';
-    var form = $('form', { onsubmit: function (e) { e.preventDefault(); this.submit(); }.bind(this) },
+    this.asking = undefined;
+    this.form = $('form', { onsubmit: function (e) { e.preventDefault(); this.submit(); }.bind(this) },
       [attach, this.fileInput, this.input, sendButton]);
-    this.panel = $('section', { class: 'panel ' + side, role: 'dialog', 'aria-label': this.t.title, hidden: '' },
-      [header, this.notice, this.log, this.typingLine, form]);
+    this.ask = $('div', { class: 'ask', hidden: '' });
+    this.panel = $('section', { class: 'panel', role: 'dialog', 'aria-label': this.t.title, hidden: '' },
+      [header, this.notice, this.log, this.typingLine, this.ask, this.form, this.transcriptButton]);
     root.appendChild(this.launcher);
     root.appendChild(this.panel);
     (document.body || document.documentElement).appendChild(this.host);
+    this.applySettings(this.sess().widget || {});
+  };
+
+  // ---- the owner's settings (they come with the session; the last ones seen are kept) ----------
+
+  // The embed code's color, position and title win over the admin page's, as before settings existed.
+  Widget.prototype.applySettings = function (w) {
+    var o = this.opts, t = this.t;
+    this.settings = w;
+    if (!this.msgs) this.asking = undefined;
+    if (!o.locale && (w.default_language === 'zh' || w.default_language === 'en') && this.t !== STRINGS[w.default_language]) {
+      this.t = STRINGS[w.default_language];
+      this.host.remove();
+      this.build();
+      if (this.isOpen) this.panel.hidden = false;
+      this.badge.hidden = !this.unread;
+      this.badge.textContent = this.unread > 99 ? '99+' : String(this.unread);
+      return;
+    }
+    var side = (o.position || w.position) === 'left' ? 'left' : 'right';
+    this.host.style.setProperty('--kefu-color', o.color || w.color || '#2563eb');
+    this.launcher.className = 'launcher ' + side + (w.launcher_text ? ' labelled' : '');
+    this.launcherText.textContent = w.launcher_text || '';
+    this.panel.className = 'panel ' + side;
+    this.title.textContent = o.title || w.team_name || t.title;
+    this.panel.setAttribute('aria-label', this.title.textContent);
+    this.teamAvatar.hidden = !w.team_avatar_url;
+    if (w.team_avatar_url) this.teamAvatar.src = w.team_avatar_url;
+    var n = w.expected_reply_minutes;
+    this.replyLine.textContent = !n ? '' : t.replyIn.replace('{n}', n < 60 ? t.minutes.replace('{n}', n)
+      : n === 60 ? t.oneHour : n < 1440 ? t.hours.replace('{n}', Math.round(n / 60)) : t.day);
+    this.host.setAttribute('data-position', side);
+    if (this.msgs) this.render();
+  };
+
+  // Nobody to answer now: no agent online, or outside the site's business hours.
+  Widget.prototype.away = function () {
+    var w = this.settings || {};
+    return this.ready && (!this.agentsOnline || w.within_hours === false);
+  };
+
+  // A chat not yet started: nothing written, nothing waiting to be sent.
+  Widget.prototype.fresh = function () {
+    return !Object.keys(this.msgs || {}).length && !this.outbox().length && !this.uploading.length;
+  };
+
+  // Which form stands in for the message box: 'offline' (leave a message), 'prechat', or none.
+  Widget.prototype.askWhich = function () {
+    var w = this.settings || {}, c = this.sess().contact || {}, form = w.pre_chat_form || {};
+    if (!this.fresh() || this.leftMessage) return null;
+    if (this.away() && (w.offline || 'form') === 'form') return 'offline';
+    if (!this.ready) return null;
+    var asked = ['name', 'email', 'phone'].some(function (f) { return form[f] && form[f] !== 'off' && !c[f]; });
+    return asked ? 'prechat' : null;
+  };
+
+  // The fields asked above the message box (pre-chat, or the leave-a-message form); the message box
+  // itself carries the message, so the same Send sends both.
+  Widget.prototype.renderAsk = function () {
+    var which = this.askWhich(), t = this.t, self = this;
+    if (which === this.asking || (this.asking === 'transcript' && !which)) return;
+    this.asking = which;
+    this.askFields = {};
+    this.ask.hidden = !which;
+    this.ask.setAttribute('data-form', which || '');
+    if (!which) { this.ask.replaceChildren(); return; }
+    var form = (this.settings || {}).pre_chat_form || {};
+    // Away, the form asks what the pre-chat form asks, and the email at least as an option (for our reply).
+    var wanted = which === 'offline' ? Object.assign({}, form, { email: form.email === 'required' ? 'required' : 'optional' }) : form;
+    var rows = [$('h3', { text: which === 'offline' ? t.leave : t.title })];
+    ['name', 'email', 'phone'].forEach(function (f) {
+      if (!wanted[f] || wanted[f] === 'off') return;
+      var label = t['your' + f.charAt(0).toUpperCase() + f.slice(1)] + (wanted[f] === 'required' ? ' *' : ' (' + t.optional + ')');
+      var input = $('input', { name: f, type: f === 'email' ? 'email' : f === 'phone' ? 'tel' : 'text', placeholder: label, 'aria-label': label });
+      if (wanted[f] === 'required') input.setAttribute('aria-required', 'true');
+      input.addEventListener('keydown', function (e) { if (e.key === 'Enter') { e.preventDefault(); self.input.focus(); } });
+      self.askFields[f] = input;
+      rows.push(input);
+    });
+    this.askError = $('div', { class: 'error', role: 'alert' });
+    rows.push(this.askError);
+    this.ask.replaceChildren.apply(this.ask, rows);
+  };
+
+  // A transcript by email when the chat ends: the email the visitor gave, or one they give now.
+  Widget.prototype.askTranscript = function () {
+    var self = this, t = this.t, known = (this.sess().contact || {}).email || '';
+    if (this.opts.preview) return;
+    if (this.asking === 'transcript') { this.asking = undefined; this.render(); return; }
+    var email = $('input', { name: 'email', type: 'email', value: known, placeholder: t.yourEmail, 'aria-label': t.yourEmail });
+    var error = $('div', { class: 'error', role: 'alert' });
+    var form = $('form', { class: 'transcript', onsubmit: function (e) {
+      e.preventDefault();
+      var body = { transcript: true };
+      if (email.value.trim() && email.value.trim() !== known) body.email = email.value.trim();
+      self.api('POST', '/v1/visitor/contact', body).then(function (r) {
+        var s = self.sess();
+        s.contact = Object.assign({}, s.contact || {}, r.contact);
+        store.set(self.key, s);
+        self.asking = undefined;
+        self.render();
+        self.showNotice(t.transcriptOk.replace('{email}', s.contact.email));
+      }, function (err) { error.textContent = t[REASONS[err.code]] || t.error; });
+    } }, [$('h3', { text: t.transcript }), email, error, $('button', { class: 'send', type: 'submit', text: t.transcriptSend })]);
+    form.style.cssText = 'display:flex;flex-direction:column;gap:8px';
+    this.asking = 'transcript';
+    this.askFields = {};
+    this.ask.hidden = false;
+    this.ask.setAttribute('data-form', 'transcript');
+    this.ask.replaceChildren(form);
+    email.focus();
+  };
+
+  // The asked fields, checked: null if a required one is empty (and says so), else what was given.
+  Widget.prototype.contactGiven = function () {
+    var fields = this.askFields || {}, given = {}, missing = false;
+    Object.keys(fields).forEach(function (f) {
+      var v = fields[f].value.trim();
+      if (v) given[f] = v; else if (fields[f].getAttribute('aria-required')) missing = true;
+    });
+    if (missing) { this.askError.textContent = this.t.needed; return null; }
+    return given;
+  };
+
+  // Send the asked fields first (a 4xx says which one is wrong), then the message.
+  Widget.prototype.submitWithContact = function (text) {
+    var self = this, which = this.asking, given = this.contactGiven();
+    if (!given) return;
+    if (!Object.keys(given).length) { this.input.value = ''; this.enqueue({ text: text }); return; }
+    this.api('POST', '/v1/visitor/contact', given).then(function (r) {
+      var s = self.sess();
+      s.contact = Object.assign({}, s.contact || {}, r.contact);
+      store.set(self.key, s);
+      if (which === 'offline' && s.contact.email) self.leftMessage = s.contact.email;
+      self.input.value = '';
+      self.enqueue({ text: text });
+    }, function (err) {
+      self.askError.textContent = self.t[REASONS[err.code]] || self.t.error;
+    });
+  };
+
+  // The welcome greeting: the first thing a visitor reads, from the team (never stored as a message).
+  Widget.prototype.greetingRow = function () {
+    var w = this.settings || {};
+    if (!w.greeting) return null;
+    var bubble = $('div', { class: 'bubble' });
+    linkify(bubble, w.greeting);
+    return $('div', { class: 'msg theirs greeting', 'data-state': 'greeting' },
+      [bubble, $('div', { class: 'meta', text: w.team_name || this.t.title })]);
   };
 
   // ---- opening and closing ------------------------------------------------------------------
@@ -323,7 +535,8 @@
   Widget.prototype.sessionBody = function (s) {
     var body = { site_id: this.opts.siteId }, o = this.opts;
     if (o.identityToken) body.identity_token = o.identityToken;
-    else if (o.userId) { body.user_id = String(o.userId); body.user_hash = o.userHash; } else if (s.visitorId && !s.userId) body.visitor_id = s.visitorId;
+    else if (o.userId) { body.user_id = String(o.userId); body.user_hash = o.userHash; } else if (this.resume) body.resume_token = this.resume;
+    else if (s.visitorId && !s.userId) body.visitor_id = s.visitorId;
     if (o.name) body.name = o.name;
     if (o.attributes) body.attributes = o.attributes;
     return body;
@@ -347,9 +560,12 @@
         var life = c.exp && c.iat ? (c.exp - c.iat) * 1000 : r.expires_at * 1000 - Date.now();
         s = { token: r.token, expiresAt: r.expires_at, renewAt: Date.now() + Math.max(1000, life * 0.8),
           visitorId: r.visitor_id, conversationId: r.conversation_id, userId: self.user(),
-          websocketUrl: self.opts.websocketUrl || r.websocket_url, upload: r.upload };
+          websocketUrl: self.opts.websocketUrl || r.websocket_url, upload: r.upload,
+          widget: r.widget || {}, agents: r.agents || {}, contact: r.contact || {} };
+        self.resume = null;
         store.set(self.key, s);
         self.agentsOnline = r.agents_online;
+        self.applySettings(s.widget);
         return self.adopt(s);
       });
     });
@@ -363,6 +579,7 @@
       return r.json().catch(function () { return {}; }).then(function (j) {
         if (r.ok) return j;
         if (j.code === 'invalid_visitor_id' && !retried) { delete body.visitor_id; return self.postSession(body, true); }
+        if (/^resume_token_/.test(j.code || '') && !retried) { self.resume = null; delete body.resume_token; return self.postSession(body, true); }
         // a 4xx other than these will not change by retrying: say so once, no retry storm
         throw { code: j.code || 'http_' + r.status, permanent: r.status < 500 && [401, 408, 429].indexOf(r.status) < 0 };
       });
@@ -708,7 +925,8 @@
 
   Widget.prototype.submit = function () {
     var text = this.input.value.trim();
-    if (!text) return;
+    if (!text || this.opts.preview) return;
+    if (this.asking) { this.submitWithContact(text); return; }
     this.input.value = '';
     this.enqueue({ text: text });
   };
@@ -959,18 +1177,29 @@
     else if (!online || (!this.ready && this.readyOnce)) text = t.offline;
     else if (this.noticeText) text = this.noticeText;
     else if (this.syncNotice) text = t.syncFailed;
-    else { warn = false; text = this.closed ? t.closed : this.ready && !this.agentsOnline ? t.away : null; }
+    else if (this.leftMessage) { warn = false; text = t.left.replace('{email}', this.leftMessage); }
+    else {
+      warn = false;
+      var w = this.settings || {};
+      text = this.closed ? t.closed : this.away() ? (w.within_hours === false ? t.outside : t.away) : null;
+    }
+    // Away with the widget set to hide: no launcher, unless a chat is under way.
+    this.launcher.hidden = !!(this.away() && (this.settings || {}).offline === 'hide' && this.fresh() && !this.isOpen);
     this.notice.hidden = !text;
     this.notice.textContent = text || '';
     this.notice.className = 'notice' + (warn ? ' offline' : '');
     // Nobody online while the visitor looks: ask again now and then (an agent coming online is
     // otherwise only heard of once they take the conversation or write).
-    if (this.ws && this.ready && this.isOpen && !this.agentsOnline && !this.awayTimer) {
+    if (this.ws && this.ready && (this.isOpen || this.launcher.hidden) && !this.agentsOnline && !this.awayTimer) {
       this.awayTimer = setTimeout(function () { self.awayTimer = null; if (self.ws) self.refreshState(); }, 15000);
     }
 
+    this.renderAsk();
+    this.transcriptButton.hidden = this.fresh() || !!this.opts.preview;
     var rows = Object.keys(this.msgs).map(Number).sort(function (a, b) { return a - b; })
       .map(function (seq) { return self.row(self.msgs[seq]); });
+    var greeting = this.greetingRow();
+    if (greeting) rows.unshift(greeting);
     this.outbox().forEach(function (o) { if (!o.via) rows.push(self.row(o, o.failed ? 'failed' : 'sending')); });
     this.uploading.forEach(function (u) { rows.push(self.row({ attachment: u }, 'uploading')); });
     var atBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 40;
@@ -982,7 +1211,6 @@
     var t = this.t, self = this;
     var mine = !m.sender || m.sender.role === 'visitor';
     var bubble = $('div', { class: 'bubble' });
-    if (mine) bubble.style.background = this.opts.color || '#2563eb';
     if (m.text) linkify(bubble, m.text);
     var a = m.attachment;
     if (a) {
@@ -1002,7 +1230,9 @@
     if (mine) status = state ? t[state] : read ? t.read : t.sent;
     if (state === 'failed') status += t.colon + (t[REASONS[m.failed]] || t.error);
     var when = new Date(m.created_at || m.at || Date.now());
-    var meta = $('div', { class: 'meta', text: (mine ? '' : t.agent + ' · ') + when.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) + (status ? ' · ' + status : '') });
+    var who = !mine && m.sender && m.sender.role === 'agent' ? (this.sess().agents || {})[m.sender.id] : null;
+    var meta = $('div', { class: 'meta', text: (mine ? '' : ((who && who.name) || t.agent) + ' · ') + when.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) + (status ? ' · ' + status : '') });
+    if (who && who.avatar_url) meta.insertBefore($('img', { class: 'avatar', src: who.avatar_url, alt: '' }), meta.firstChild);
     if (state === 'failed') meta.appendChild($('button', { type: 'button', text: t.retry, onclick: function () { self.retry(m); } }));
     return $('div', { class: 'msg ' + (mine ? 'mine' : 'theirs') + (state ? ' ' + state : ''), 'data-seq': m.seq || '',
       'data-state': state || (mine ? (read ? 'read' : 'sent') : 'received') }, [bubble, meta]);
@@ -1035,6 +1265,7 @@
       case 'send': widget.enqueue({ text: String(arg) }); break;
       case 'reset': widget.reset(); break;
       case 'identify': widget.identify(arg); break;
+      case 'preview': if (widget.opts.preview) widget.preview(arg); break;
       default: console.warn('Kefu: unknown command', command);
     }
   }

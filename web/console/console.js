@@ -134,6 +134,7 @@
     $('login').hidden = true;
     $('app').hidden = false;
     $('me-name').textContent = session.name;
+    $('admin-link').hidden = session.role !== 'owner';  // owners manage the site on the admin page
     scheduleRenewal();
     connect();
   }
@@ -779,6 +780,9 @@
     var attrs = c.visitor_attributes || {};
     var rows = [el('dt', { text: 'Visitor' }), el('dd', { text: c.visitor_id }),
       el('dt', { text: 'Identity' }), el('dd', { text: c.visitor_verified ? 'verified by the site' : 'anonymous' })];
+    // what the visitor gave in the widget's pre-chat or leave-a-message form
+    if (c.visitor_email) rows.push(el('dt', { text: 'Email' }), el('dd', { text: c.visitor_email }));
+    if (c.visitor_phone) rows.push(el('dt', { text: 'Phone' }), el('dd', { text: c.visitor_phone }));
     Object.keys(attrs).forEach(function (k) {
       rows.push(el('dt', { text: k }), el('dd', { text: typeof attrs[k] === 'string' ? attrs[k] : JSON.stringify(attrs[k]) }));
     });
