@@ -167,7 +167,7 @@ class Stack:
         """--template: everything the functions see comes from the packaged template."""
         import boto3
 
-        from infra.build import PARAMETERS
+        from infra.build import MAIL_IDENTITY, PARAMETERS
         from local import provision
         from local.template import LocalEndpoints, TemplateError, deployment_from_template
 
@@ -182,20 +182,25 @@ class Stack:
         dynamodb_endpoint = opts.dynamodb_endpoint or self._start_embedded_dynamodb(data_dir)
         ssm_endpoint = self._start_local_ssm()
         standins = self._start_upload_standins()
+        mailbox = self._mailbox = self._start_mailbox()
         # The template's parameters, as a deploy would set them (docs/deploy.md), pointing at the stand-ins.
         local_values = {
+            "KEFU_MAIL_FROM": os.environ.get("KEFU_MAIL_FROM") or "kefu@demo.kefu",
             "KEFU_CONSOLE_ORIGINS": base, "KEFU_OSS_ENDPOINT": standins.oss_endpoint, "KEFU_OSS_BUCKET": DEMO_BUCKET,
             "KEFU_OSS_REGION": standins.oss.region, "KEFU_STS_ENDPOINT": standins.sts_endpoint,
             "KEFU_STS_ROLE_ARN": os.environ["KEFU_STS_ROLE_ARN"], "KEFU_ALIYUN_ACCESS_KEY_ID": LOCAL_ACCESS_KEY_ID,
         }
         endpoints = LocalEndpoints(
             gateway=base, region=region,
-            parameters={name: local_values[variable] for name, (variable, _) in PARAMETERS.items()},
+            parameters={**{name: local_values[variable] for name, (variable, _) in PARAMETERS.items()},
+                        MAIL_IDENTITY: local_values["KEFU_MAIL_FROM"].rpartition("@")[2]},
             # What Lambda and the account provide implicitly; every other variable is the template's.
             environment={"AWS_REGION": region, "AWS_DEFAULT_REGION": region,
                          "AWS_ACCESS_KEY_ID": account["aws_access_key_id"],
                          "AWS_SECRET_ACCESS_KEY": account["aws_secret_access_key"],
-                         "KEFU_DYNAMODB_ENDPOINT": dynamodb_endpoint, "AWS_ENDPOINT_URL_SSM": ssm_endpoint})
+                         "KEFU_DYNAMODB_ENDPOINT": dynamodb_endpoint, "AWS_ENDPOINT_URL_SSM": ssm_endpoint,
+                         # SES stands in as the local SMTP mailbox (the cloud's mail goes through SES)
+                         "KEFU_SMTP_HOST": mailbox.host, "KEFU_SMTP_PORT": str(mailbox.port)})
         code_dir = tempfile.mkdtemp(prefix="kefu-code-")
         self._stoppers.append(lambda: shutil.rmtree(code_dir, ignore_errors=True))
         deployment = deployment_from_template(opts.template, local_endpoints=endpoints, code_dir=code_dir)

@@ -50,7 +50,9 @@ def deployment(packaged_template, store, tmp_path_factory):
                    "KEFU_DYNAMODB_ENDPOINT": store, "AWS_ENDPOINT_URL_SSM": store}
     return deployment_from_template(packaged_template, code_dir=tmp_path_factory.mktemp("code"),
                                     local_endpoints=LocalEndpoints(gateway=GATEWAY, environment=environment,
-                                                                   parameters={"ConsoleOrigins": GATEWAY}))
+                                                                   parameters={"ConsoleOrigins": GATEWAY,
+                                                                               "MailFrom": "kefu@example.com",
+                                                                               "MailIdentity": "example.com"}))
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ from infra import build
 from local.template import LocalEndpoints, TemplateError, deployment_from_template
 
 GATEWAY = "http://127.0.0.1:8123"
-LOCAL = LocalEndpoints(gateway=GATEWAY, parameters={"ConsoleOrigins": GATEWAY},
+REQUIRED = {"ConsoleOrigins": GATEWAY, "MailFrom": "kefu@example.com", "MailIdentity": "example.com"}
+LOCAL = LocalEndpoints(gateway=GATEWAY, parameters=REQUIRED,
                        environment={"KEFU_DYNAMODB_ENDPOINT": "http://127.0.0.1:8124"})
 
 
@@ -34,7 +35,7 @@ def test_functions_run_the_handlers_and_sizes_the_template_gives(deployment):
     assert {name: f.handler for name, f in functions.items()} == {
         "APIHandler": "app.app", "WebsocketConnect": "app.ws_connect", "WebsocketMessage": "app.ws_message",
         "WebsocketDisconnect": "app.ws_disconnect", "HeartbeatSweep": "app.heartbeat_sweep",
-        "IndexMessages": "app.index_messages"}
+        "IndexMessages": "app.index_messages", "DeliverMail": "app.deliver_mail"}
     config = json.loads((build.ROOT / ".chalice" / "config.json").read_text())["stages"]["dev"]
     assert all(f.memory_mb == config["lambda_memory_size"] and f.timeout_s == config["lambda_timeout"]
                for f in functions.values())
@@ -64,9 +65,10 @@ def test_rest_routes_are_the_apps_routes_served_by_the_api_handler(deployment):
 
 
 def test_the_sweep_runs_on_the_template_schedule(deployment):
-    [schedule] = deployment.schedules
-    assert (schedule.function, schedule.expression) == ("HeartbeatSweep", "rate(1 minute)")
+    [schedule] = [s for s in deployment.schedules if s.function == "HeartbeatSweep"]
+    assert schedule.expression == "rate(1 minute)"
     assert schedule.name == build.SWEEP_RULE  # named as SAM names the rule
+    assert {s.function for s in deployment.schedules} == {"HeartbeatSweep", "DeliverMail"}
 
 
 def test_the_messages_stream_feeds_the_search_indexer(deployment):
@@ -144,10 +146,10 @@ def test_a_required_parameter_without_a_value_is_refused(packaged_template, tmp_
                                  code_dir=tmp_path)
     with pytest.raises(TemplateError, match="do not exist"):
         deployment_from_template(packaged_template, code_dir=tmp_path, local_endpoints=LocalEndpoints(
-            gateway=GATEWAY, parameters={"ConsoleOrigins": GATEWAY, "Typo": "x"}))
+            gateway=GATEWAY, parameters={**REQUIRED, "Typo": "x"}))
     with pytest.raises(TemplateError, match="Tracing='On' is not one of"):
         deployment_from_template(packaged_template, code_dir=tmp_path, local_endpoints=LocalEndpoints(
-            gateway=GATEWAY, parameters={"ConsoleOrigins": GATEWAY, "Tracing": "On"}))
+            gateway=GATEWAY, parameters={**REQUIRED, "Tracing": "On"}))
 
 
 # A small template using what Chalice's output does not: Globals, conditions, Fn::If/Join/Select/
