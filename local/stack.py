@@ -135,11 +135,11 @@ class Stack:
 
         opts = self.options
         data_dir = pathlib.Path(opts.data_dir).resolve() if opts.data_dir else None
-        return {
         mailbox = self._mailbox
         mail = {"admin_url": f"{base}/admin/", "mail_url": f"{base}/local/mail",
                 "smtp_host": mailbox.host if mailbox else None, "smtp_port": mailbox.port if mailbox else None,
                 "mail_from": settings().mail_from, "mail_interval": _mail_interval()}
+        return {
             "websocket_url": gateway.websocket_url,
             "api_url": gateway.rest_url,
             "management_endpoint": gateway.management_endpoint,
