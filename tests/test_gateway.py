@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from local.functions import deployment_from_chalice
-from local.gateway import LocalGateway, load_app
+from local.gateway import LocalGateway
 from tests.e2e.stack import wait_until
 from tests.e2e.wsclient import closed_by_peer, half_open_socket
 from tests.support import recorded_event
@@ -38,11 +38,10 @@ class Echo:
     """A running gateway for the echo app and what its functions recorded."""
 
     def __init__(self, deployment, events_file: pathlib.Path, project_dir: pathlib.Path = ECHO_DIR,
-                 with_rest: bool = False, **options) -> None:
+                 **options) -> None:
         self.events_file = events_file
         options.setdefault("schedule_interval", lambda name, default: 3600)
-        self.gw = LocalGateway(deployment, app=load_app("echo_app:app", str(project_dir)) if with_rest else None,
-                               port=0, function_env={"ECHO_EVENTS_FILE": str(events_file)}, **options)
+        self.gw = LocalGateway(deployment, port=0, function_env={"ECHO_EVENTS_FILE": str(events_file)}, **options)
         self.gw.run_in_thread()
 
     def events(self, kind=None):
@@ -68,7 +67,7 @@ class Echo:
 
 @pytest.fixture
 def echo(echo_deployment, tmp_path):
-    running = Echo(echo_deployment, tmp_path / "events.jsonl", with_rest=True)
+    running = Echo(echo_deployment, tmp_path / "events.jsonl")
     yield running
     running.stop()
 
@@ -284,7 +283,8 @@ def test_a_handler_exception_sends_internal_server_error_and_keeps_the_socket(ec
 
 
 def test_the_integration_timeout_answers_while_the_function_runs_on(echo_deployment, tmp_path):
-    running = Echo(echo_deployment, tmp_path / "events.jsonl", integration_timeout=0.8)
+    # Environments started up front: a cold $connect on a busy machine may itself outlast 0.8 s.
+    running = Echo(echo_deployment, tmp_path / "events.jsonl", integration_timeout=0.8, provisioned_concurrency=1)
     try:
         ws = connect(running.gw.websocket_url)
         ws.send("pid")  # warm up, so the timing below is the function's own

@@ -40,18 +40,7 @@ def test_without_a_secret_a_token_forged_with_the_old_default_is_refused(harness
     assert response.status_code == 503 and response.json_body["code"] == "misconfigured"
 
 
-def test_a_missing_ssm_parameter_is_no_secret_either(harness, monkeypatch):
-    monkeypatch.delenv("KEFU_TOKEN_SECRET", raising=False)
-    monkeypatch.setenv("KEFU_TOKEN_SECRET_PARAM", "/kefu/test/no-such-parameter")
-    settings.cache_clear()
-    try:
-        assert settings().token_secret is None
-        assert "/kefu/test/no-such-parameter" in settings().token_secret_problem
-        with pytest.raises(tokens.KefuError) as refused:
-            tokens.verify(_forged_agent_token("any"))
-        assert refused.value.status == 503
-    finally:
-        settings.cache_clear()
+# A missing SSM parameter is no secret either: tests/test_secrets.py, against SSM over real HTTP.
 
 
 def test_the_local_stack_keeps_its_own_random_secret_in_its_data_folder(tmp_path, monkeypatch):
