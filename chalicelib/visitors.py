@@ -25,7 +25,6 @@ from chalicelib.tokens import Identity
 VISIT_GAP_SECONDS = 30 * 60
 LIST_LIMIT = 50
 MAX_LIST_LIMIT = 100
-# A visitor has at most MAX_VISITOR_CONNECTIONS connections: a page reads at most this many keys per visitor.
 _VISITOR_ID = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 
@@ -80,7 +79,8 @@ def _check_limit(limit: Any) -> int:
 
 def _online_ids(site_id: str, after: Optional[str], wanted: int) -> Tuple[List[str], bool]:
     """Up to ``wanted`` distinct visitor ids with a live connection, in id order after ``after``;
-    and whether more follow."""
+    and whether more follow. Reads at most ``wanted + 1`` visitors' keys (each has at most
+    MAX_VISITOR_CONNECTIONS connections)."""
     # " " sorts below every character of an id: "<id>!" is above all of "<id> <connection>" keys
     condition = Connection.visitor_key > f"{after}!" if after is not None else None
     found: List[str] = []
@@ -104,8 +104,8 @@ def page(identity: Identity, cursor: Any = None, limit: Any = None) -> Dict[str,
     present = [found[i] for i in ids if i in found]
     shown, last, left_over = paging.take(present, limit, view)
     next_cursor = None
-    if left_over or (more and last is not None):
-        next_cursor = paging.encode_cursor([last.visitor_id])
+    if left_over or more:  # after the last one shown (or read: their items may be gone meanwhile)
+        next_cursor = paging.encode_cursor([last.visitor_id if last is not None else ids[-1]])
     return {"type": "visitors", "visitors": shown, "next_cursor": next_cursor}
 
 
