@@ -97,6 +97,9 @@ def register(connection_id: str, identity: Identity, site: Site) -> None:
         sweep_shard=sweep_shard(connection_id),
         expires_at=int(now) + settings().connection_ttl,
     )
+    if not identity.is_agent:  # the live visitors view's index (chalicelib/visitors.py)
+        record.visitor_site_id = identity.site_id
+        record.visitor_key = f"{identity.subject} {connection_id}"
     record.save()
     _remember(connection_id, identity, now)
     if identity.is_agent:
@@ -121,8 +124,12 @@ def register(connection_id: str, identity: Identity, site: Site) -> None:
                 raise
             raise rate_limited("too_many_connections",
                                f"a visitor may have at most {MAX_VISITOR_CONNECTIONS} open connections")
-        if len(as_dict(conversation.visitor_conns)) == 1 and conversation.status in OPEN_STATUSES:
-            push(agent_connections(site), presence_frame(identity, "online"))
+        if len(as_dict(conversation.visitor_conns)) == 1:
+            if conversation.status in OPEN_STATUSES:
+                push(agent_connections(site), presence_frame(identity, "online"))
+            from chalicelib import visitors  # imports this module
+
+            visitors.announce_arrival(site, identity.subject)
 
 
 def presence_frame(identity: Identity, status: str) -> Dict[str, Any]:
@@ -196,13 +203,17 @@ def drop(connection_id: str, identity: Optional[Identity] = None,
             )
         except UpdateError:
             return dropped
-        if not as_dict(conversation.visitor_conns) and conversation.status in OPEN_STATUSES:
+        if not as_dict(conversation.visitor_conns):
             try:
                 site = sites.cached_site(identity.site_id)
             except DoesNotExist:
                 return dropped
             dropped.site = site
-            push(agent_connections(site), presence_frame(identity, "offline"))
+            agents = agent_connections(site)
+            if conversation.status in OPEN_STATUSES:
+                push(agents, presence_frame(identity, "offline"))
+            push(agents, {"type": "visitor", "event": "left", "visitor_id": identity.subject,
+                          "visitor": {"visitor_id": identity.subject, "online": False}})
     return dropped
 
 

@@ -147,6 +147,19 @@ def _create(site: Site, visitor: Visitor, replacing: Optional[str], replacing_cl
     return conversation
 
 
+def current_of(visitor: Visitor) -> Optional[Conversation]:
+    """The conversation the visitor item points to (any status), if any."""
+    return _get(visitor.conversation_id) if visitor.conversation_id else None
+
+
+def transactions() -> PynamoConnection:
+    return _transactions()
+
+
+def cancelled_by_a_condition(exc: TransactWriteError) -> bool:
+    return _cancelled_by_a_condition(exc)
+
+
 def _transactions() -> PynamoConnection:
     cfg = settings()
     return PynamoConnection(region=cfg.region, host=cfg.dynamodb_endpoint)
@@ -274,6 +287,12 @@ def _announce(site: Site, conversation: Conversation, event: str, exclude: Optio
     targets = connections.agent_connections(site) + list(as_dict(conversation.visitor_conns))
     connections.push([t for t in targets if t != exclude], frame)
     return shown
+
+
+def announce(site: Site, conversation: Conversation, event: str, exclude: Optional[str] = None,
+             visitor: Optional[Visitor] = None) -> Dict[str, Any]:
+    """Tell the site's agents and the visitor's connections of a change (``exclude``: the caller)."""
+    return _announce(site, conversation, event, exclude=exclude, visitor=visitor)
 
 
 # --- agents' actions ------------------------------------------------------------------------

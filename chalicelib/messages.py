@@ -44,6 +44,9 @@ def _check_send_fields(client_msg_id: Any, text: Any, attachment: Any) -> Option
     return text if stripped else None
 
 
+check_send_fields = _check_send_fields  # for actions that send on a caller's behalf (visitors.invite)
+
+
 def message_view(message: Message) -> Dict[str, Any]:
     view: Dict[str, Any] = {
         "conversation_id": message.conversation_id,

@@ -99,6 +99,11 @@ class Visitor(Model):
     page_count = NumberAttribute(default=0)
     created_at = NumberAttribute()
     last_seen_at = NumberAttribute()
+    # The current visit (chalicelib/visitors.py): a session after VISIT_GAP_SECONDS of silence starts one.
+    visit_started_at = NumberAttribute(null=True)  # ms
+    visit_pages = NumberAttribute(null=True)
+    visit_referrer = UnicodeAttribute(null=True)  # the referrer of the visit's first page
+    visits = NumberAttribute(null=True)
 
 
 class SiteOpenIndex(GlobalSecondaryIndex):
@@ -222,6 +227,22 @@ class LastSeenIndex(GlobalSecondaryIndex):
     last_seen = NumberAttribute(range_key=True)
 
 
+class SiteVisitorsIndex(GlobalSecondaryIndex):
+    """A site's live visitor connections, grouped by visitor: the agents' live visitors view.
+
+    Sparse (``visitor_site_id`` is set on visitor connections only) and its keys and projected
+    attributes never change after $connect, so a heartbeat never writes to it: one index write
+    when a visitor connects and one when they leave.
+    """
+
+    class Meta:
+        index_name = "site-visitors-index"
+        projection = IncludeProjection(["subject"])
+
+    visitor_site_id = UnicodeAttribute(hash_key=True)
+    visitor_key = UnicodeAttribute(range_key=True)  # visitor id + " " + connection id
+
+
 class Connection(Model):
     """A live WebSocket connection, or (role ``requeue``) a timer on the last-seen index: an agent's
     conversations to re-queue once it comes due, unless the agent is back (chalicelib/sweep.py)."""
@@ -236,7 +257,10 @@ class Connection(Model):
     last_seen = NumberAttribute()
     sweep_shard = NumberAttribute()
     expires_at = NumberAttribute()  # DynamoDB TTL attribute
+    visitor_site_id = UnicodeAttribute(null=True)  # visitors only: the site-visitors-index key
+    visitor_key = UnicodeAttribute(null=True)
     last_seen_index = LastSeenIndex()
+    site_visitors_index = SiteVisitorsIndex()
 
 
 class Limit(Model):

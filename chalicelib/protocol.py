@@ -11,7 +11,7 @@ import time
 from collections import defaultdict, deque
 from typing import Any, Callable, Deque, Dict, Optional
 
-from chalicelib import clock, connections, conversations, delivery, jsonio, limits, messages, requeue, sites, tracking
+from chalicelib import clock, connections, conversations, delivery, jsonio, limits, messages, requeue, sites, tracking, visitors
 from chalicelib.config import settings
 from chalicelib.errors import KefuError, bad_request, connection_unknown, forbidden, rate_limited, too_large
 from chalicelib.sites import check_origin, get_site
@@ -183,6 +183,16 @@ def _close(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dic
             "conversation": conversations.close(identity, frame.get("conversation_id"), connection_id)}
 
 
+def _visitors(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    return visitors.page(identity, frame.get("cursor"), frame.get("limit"))
+
+
+def _invite(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    _agents_only(identity)
+    _check_agent_rate(connection_id)
+    return visitors.invite(identity, frame, connection_id)
+
+
 ACTIONS: Dict[str, Callable[[Identity, Dict[str, Any], str], Optional[Dict[str, Any]]]] = {
     "send": _send,
     "sync": _sync,
@@ -197,6 +207,8 @@ ACTIONS: Dict[str, Callable[[Identity, Dict[str, Any], str], Optional[Dict[str, 
     "transfer": _transfer,
     "close": _close,
     "search": _search,
+    "visitors": _visitors,
+    "invite": _invite,
 }
 
 

@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib import clock, connections, contact, conversations, jsonio, limits, site_settings, tokens, verification
+from chalicelib import clock, connections, contact, conversations, jsonio, limits, site_settings, tokens, verification, visitors
 from chalicelib.config import settings
 from chalicelib.errors import KefuError, bad_request, too_large, unauthorized
 from chalicelib.models import Agent, Visitor
@@ -74,6 +74,8 @@ def visitor_session(body: Dict[str, Any], origin: Optional[str], source_ip: Opti
     try:
         visitor = Visitor.get(site.site_id, visitor_id)
         actions = [Visitor.last_seen_at.set(now)]
+        if visitors.visit_is_over(visitor, now):
+            actions += visitors.new_visit_actions(now, first=visitor.visits is None)
         if name is not None:
             actions.append(Visitor.name.set(name))
         if body.get("attributes") is not None:
@@ -81,7 +83,8 @@ def visitor_session(body: Dict[str, Any], origin: Optional[str], source_ip: Opti
         visitor.update(actions=actions)
     except DoesNotExist:
         visitor = Visitor(site.site_id, visitor_id, name=name, attributes=attributes,
-                          verified=verified, created_at=now, last_seen_at=now)
+                          verified=verified, created_at=now, last_seen_at=now,
+                          visit_started_at=now * 1000, visit_pages=0, visits=1)
         visitor.save()
     conversation = conversations.open_for_visitor(site, visitor)
     identity = tokens.Identity("visitor", site.site_id, visitor_id, conversation.conversation_id)

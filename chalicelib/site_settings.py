@@ -6,7 +6,8 @@ the 4 KB a read unit covers. Visitors get the widget part with their session (``
 settings cost the widget no request of its own.
 
 Every refusal is a 400 with a machine-readable code: ``unknown_field``, ``invalid_<field>``,
-``greeting_too_long``, ``invalid_origin``, ``invalid_business_hours``, ``settings_too_large``.
+``greeting_too_long``, ``invalid_origin``, ``invalid_business_hours``, ``invalid_auto_invitations``,
+``settings_too_large``.
 """
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ MAX_GREETING_CHARS = 300
 MAX_ORIGINS = 20
 MAX_UPLOAD_TYPES = 30
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+MAX_AUTO_INVITATIONS = 5
+MAX_INVITATION_CHARS = 200
+MAX_INVITATION_DELAY = 3600
+MAX_URL_PATTERN_CHARS = 200
+AUTO_INVITATION_FIELDS = ("url_pattern", "delay_seconds", "message")
 LANGUAGES = ("auto", "zh", "en")
 POSITIONS = ("right", "left")
 FIELD_MODES = ("off", "optional", "required")
@@ -47,6 +53,7 @@ DEFAULT_WIDGET: Dict[str, Any] = {
     "offline": "form",
     "business_hours": {"enabled": False, "time_zone": "Asia/Shanghai", "days": {}},
     "expected_reply_minutes": None,
+    "auto_invitations": [],
 }
 DEFAULTS: Dict[str, Any] = {"default_language": "auto", "widget": DEFAULT_WIDGET}
 
@@ -209,7 +216,33 @@ _WIDGET_FIELDS = {
     "offline": lambda v: _choice(v, "offline", OFFLINE_MODES),
     "business_hours": _business_hours,
     "expected_reply_minutes": _reply_minutes,
+    "auto_invitations": lambda v: auto_invitations(v),
 }
+
+
+def auto_invitations(value: Any) -> List[Dict[str, Any]]:
+    """Greetings the widget shows by itself (web/widget.js), at most once per visit each: after
+    ``delay_seconds`` on a page whose URL matches ``url_pattern`` (``*`` matches anything; no ``*``:
+    the URL contains it; empty: every page)."""
+    invalid = "invalid_auto_invitations"
+    if not isinstance(value, list) or len(value) > MAX_AUTO_INVITATIONS:
+        raise bad_request(invalid, f"auto_invitations: a list of at most {MAX_AUTO_INVITATIONS}")
+    clean = []
+    for rule in value:
+        rule = _only(rule, AUTO_INVITATION_FIELDS, "auto_invitations")
+        delay = rule.get("delay_seconds", 0)
+        if isinstance(delay, bool) or not isinstance(delay, int) or not 0 <= delay <= MAX_INVITATION_DELAY:
+            raise bad_request(invalid, f"auto_invitations: delay_seconds from 0 to {MAX_INVITATION_DELAY}")
+        pattern = rule.get("url_pattern", "")
+        if not isinstance(pattern, str) or len(pattern) > MAX_URL_PATTERN_CHARS or any(ord(c) < 33 for c in pattern):
+            raise bad_request(invalid, f"auto_invitations: url_pattern of at most {MAX_URL_PATTERN_CHARS} "
+                                       "characters without spaces")
+        message = rule.get("message")
+        if not isinstance(message, str) or not message.strip() or len(message) > MAX_INVITATION_CHARS:
+            raise bad_request(invalid, f"auto_invitations: a message of 1 to {MAX_INVITATION_CHARS} characters")
+        clean.append({"url_pattern": pattern, "delay_seconds": delay,
+                      "message": _text(message, "auto_invitations", MAX_INVITATION_CHARS)})
+    return clean
 
 
 def _choice_color(value: Any) -> str:

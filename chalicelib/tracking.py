@@ -10,7 +10,7 @@ from typing import Any, Dict, List
 from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.expressions.condition import size
 
-from chalicelib import clock, connections, sites
+from chalicelib import clock, connections, sites, visitors
 from chalicelib.errors import bad_request, conflict, forbidden, is_condition_failure, not_found
 from chalicelib.models import Visitor, as_dict
 from chalicelib.tokens import Identity
@@ -33,36 +33,49 @@ def page_view(identity: Identity, payload: Dict[str, Any]) -> Dict[str, Any]:
             raise bad_request(f"invalid_{field}", f"{field} must be a string of at most {limit} characters")
         page[field] = value
     page["at"] = int(clock.now() * 1000)
-    _record(identity, page)
+    visitor = _record(identity, page)
     frame = {"type": "page_view", "conversation_id": identity.conversation_id,
              "visitor_id": identity.subject, "page": page}
-    connections.push(connections.agent_connections(sites.cached_site(identity.site_id)), frame)
+    site = sites.cached_site(identity.site_id)
+    connections.push(connections.agent_connections(site), frame)
+    visitors.announce_move(site, visitor)
     return frame
 
 
-def _record(identity: Identity, page: Dict[str, Any]) -> None:
+def _record(identity: Identity, page: Dict[str, Any]) -> Visitor:
+    """Store the page on the visitor item; returns the item as updated."""
     visitor = Visitor(identity.site_id, identity.subject)
     kept = {k: v[:_KEPT_IN_HISTORY[k]] for k, v in page.items() if k in _KEPT_IN_HISTORY}
     kept["at"] = page["at"]
-    base = [Visitor.current_page.set(page), Visitor.page_count.add(1), Visitor.last_seen_at.set(int(clock.now()))]
+    now = clock.now()
+    base = [Visitor.current_page.set(page), Visitor.page_count.add(1), Visitor.last_seen_at.set(int(now))]
+    this_visit = [Visitor.visit_pages.add(1)]
+    if page.get("referrer"):  # the visit's first page's referrer is where the visit came from
+        this_visit.append(Visitor.visit_referrer.set(Visitor.visit_referrer | page["referrer"][:_KEPT_IN_HISTORY["url"]]))
+    visit_goes_on = Visitor.visit_started_at.exists() & (Visitor.last_seen_at >= int(now - visitors.VISIT_GAP_SECONDS))
     exists = Visitor.visitor_id.exists()
-    try:  # the usual case: room left in the history
-        visitor.update(actions=base + [Visitor.pages.set(Visitor.pages.append([kept]))],
-                       condition=exists & (size(Visitor.pages) < PAGES_KEPT))
-        return
+    try:  # the usual case: room left in the history, within a visit
+        visitor.update(actions=base + this_visit + [Visitor.pages.set(Visitor.pages.append([kept]))],
+                       condition=exists & (size(Visitor.pages) < PAGES_KEPT) & visit_goes_on)
+        return visitor
     except UpdateError as exc:
         if not is_condition_failure(exc):
             raise
-    for _ in range(3):  # full: drop the oldest, guarded by the count so concurrent views both land
+    for _ in range(3):  # full, or a new visit: guarded by the count so concurrent views both land
         try:
             visitor.refresh(consistent_read=True)
         except DoesNotExist:
             raise not_found("visitor_not_found", "no such visitor")
         history: List[Dict[str, Any]] = [as_dict(p) for p in (visitor.pages or [])]
+        visit = this_visit
+        if visitors.visit_is_over(visitor, now):
+            referrer = page.get("referrer")
+            visit = visitors.new_visit_actions(now, first=visitor.visits is None, pages=1,
+                                               referrer=referrer[:_KEPT_IN_HISTORY["url"]] if referrer else None)
         try:
-            visitor.update(actions=base + [Visitor.pages.set((history + [kept])[-PAGES_KEPT:])],
+            visitor.update(actions=base + visit + [Visitor.pages.set((history + [kept])[-PAGES_KEPT:])],
                            condition=Visitor.page_count == (visitor.page_count or 0))
-            return
+            return visitor
         except UpdateError as exc:
             if not is_condition_failure(exc):
                 raise

@@ -259,7 +259,7 @@ def test_tables_are_on_demand_with_ttl_indexes_and_recovery(packaged):
     assert tables["kefu-prod-messages"]["Properties"]["PointInTimeRecoverySpecification"] == {
         "PointInTimeRecoveryEnabled": True}
     assert [i["IndexName"] for i in tables["kefu-prod-connections"]["Properties"]["GlobalSecondaryIndexes"]] == [
-        "last-seen-index"]
+        "last-seen-index", "site-visitors-index"]
     env = template["Resources"]["WebsocketMessage"]["Properties"]["Environment"]["Variables"]
     assert env["KEFU_TABLE_PREFIX"] == "kefu-prod-" and env["KEFU_STAGE"] == "prod"  # the metrics' Stage
     assert "KEFU_TOKEN_SECRET" not in env and env["KEFU_TOKEN_SECRET_PARAM"] == "/kefu/prod/token-secret"

@@ -166,7 +166,8 @@ def test_sockets_are_closed_only_once_every_stale_one_is_reported(harness, timel
                         lambda ConnectionId: events.append("closed") or original_delete(ConnectionId=ConnectionId))
     report = sweep.sweep()
     assert sorted(report.dropped_ids) == sorted(visitor_conns)
-    assert events == ["told"] * 6 + ["closed"] * 6
+    # agents are told of each (presence offline, and the live visitors' "left") before any socket closes
+    assert events == ["told"] * 12 + ["closed"] * 6
     assert set(visitor_conns) <= set(harness.mgmt.deleted)
 
 

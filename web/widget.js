@@ -458,6 +458,53 @@
       [bubble, $('div', { class: 'meta', text: w.team_name || this.t.title })]);
   };
 
+  Widget.prototype.invitationRow = function () {
+    var bubble = $('div', { class: 'bubble' });
+    linkify(bubble, this.invitation);
+    var w = this.settings || {};
+    return $('div', { class: 'msg theirs greeting invitation', 'data-state': 'invitation' },
+      [bubble, $('div', { class: 'meta', text: w.team_name || this.t.title })]);
+  };
+
+  // ---- automatic invitations (the site's settings): a greeting after N seconds on matching pages,
+  // each at most once per visit (a visit ends after 30 minutes without a page), shown only to a
+  // visitor who has not written yet. Nothing is sent: the visitor's reply starts the chat. ----------
+
+  var VISIT_GAP_MS = 30 * 60 * 1000;
+
+  function pageMatches(pattern, href) {
+    if (!pattern) return true;
+    if (pattern.indexOf('*') < 0) return href.indexOf(pattern) >= 0;
+    var re = new RegExp('^' + pattern.split('*').map(function (part) {
+      return part.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
+    }).join('.*') + '$');
+    var url = new URL(href);
+    return re.test(href) || re.test(url.pathname + url.search);
+  }
+
+  Widget.prototype.scheduleInvitations = function () {
+    var self = this, rules = (this.settings || {}).auto_invitations || [];
+    (this.invitationTimers || []).forEach(clearTimeout);
+    this.invitationTimers = [];
+    var visit = store.get(this.key + ':visit') || {};
+    if (!visit.at || Date.now() - visit.at > VISIT_GAP_MS) visit = { fired: [] };
+    visit.at = Date.now();
+    store.set(this.key + ':visit', visit);
+    rules.forEach(function (rule, i) {
+      var id = i + ':' + rule.message;
+      if (visit.fired.indexOf(id) >= 0 || !pageMatches(rule.url_pattern, location.href)) return;
+      self.invitationTimers.push(setTimeout(function () {
+        var now = store.get(self.key + ':visit') || { fired: [] };
+        if (now.fired.indexOf(id) >= 0 || !self.fresh() || self.invitation || self.refused) return;
+        now.fired.push(id);
+        store.set(self.key + ':visit', now);
+        self.invitation = rule.message;
+        self.render();
+        if (!self.isOpen) self.open();
+      }, rule.delay_seconds * 1000));
+    });
+  };
+
   // ---- opening and closing ------------------------------------------------------------------
 
   Widget.prototype.open = function () {
@@ -825,6 +872,7 @@
         if (c && c.conversation_id === this.cid) {
           this.closed = c.status === 'closed';
           if (c.status === 'assigned') this.agentSeen();
+          if (frame.event === 'invited' && !this.isOpen) this.open();  // an agent invited the visitor to chat
           this.render();
         }
         break;
@@ -877,7 +925,7 @@
     this.syncNotice = false;
     this.render();
     this.flush();
-    if (first) this.emit('ready');
+    if (first) { this.scheduleInvitations(); this.emit('ready'); }
     if (this.mode === 'ws') this.probes = 0;
     this.checkHoles();
   };
@@ -1125,6 +1173,7 @@
 
   Widget.prototype.reportPage = function () {
     if (!this.ws || this.ws.readyState !== 1 || this.lastPage === location.href) return;
+    if (this.lastPage && this.readyOnce) this.scheduleInvitations();  // moved within a single-page app
     this.lastPage = location.href;
     var frame = { action: 'page_view', url: location.href.slice(0, 2048) };
     if (document.title) frame.title = document.title.slice(0, 300);
@@ -1199,6 +1248,7 @@
     var rows = Object.keys(this.msgs).map(Number).sort(function (a, b) { return a - b; })
       .map(function (seq) { return self.row(self.msgs[seq]); });
     var greeting = this.greetingRow();
+    if (this.invitation && this.fresh()) rows.unshift(this.invitationRow());
     if (greeting) rows.unshift(greeting);
     this.outbox().forEach(function (o) { if (!o.via) rows.push(self.row(o, o.failed ? 'failed' : 'sending')); });
     this.uploading.forEach(function (u) { rows.push(self.row({ attachment: u }, 'uploading')); });

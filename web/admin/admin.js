@@ -33,6 +33,8 @@
       rotated: 'New secret made. Put it on your server now.', jwtTitle: 'Recommended: an identity token (JWT, HS256, expiring)',
       hashTitle: 'Or: a user hash (hex HMAC-SHA256 of the user id)', installIntro: 'Paste this before </body> on every page of your site:',
       copy: 'Copy', copied: 'Copied.', notOwner: 'Only the site\'s owners can use this page.', ended: 'Your session has ended: log in again.',
+      autoInvitations: 'Automatic invitations',
+      autoInvitationsHint: 'One per line: seconds | page pattern (* matches anything; empty: every page) | message. Each shows at most once per visit.',
       lang: '中文', you: 'you', days: ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun']
     },
     zh: {
@@ -56,6 +58,7 @@
       rotated: '已生成新密钥，请立即更新到您的服务器。', jwtTitle: '推荐：身份令牌（JWT，HS256，会过期）',
       hashTitle: '或：用户哈希（用户 ID 的 HMAC-SHA256，十六进制）', installIntro: '把下面的代码粘贴到网站每个页面的 </body> 之前：',
       copy: '复制', copied: '已复制。', notOwner: '只有站点管理员可以使用此页面。', ended: '登录已失效，请重新登录。',
+      autoInvitations: '自动邀请', autoInvitationsHint: '每行一条：秒数 | 页面规则（* 匹配任意内容；留空：所有页面）| 邀请语。每次访问最多显示一次。',
       lang: 'English', you: '您', days: ['周一', '周二', '周三', '周四', '周五', '周六', '周日']
     }
   };
@@ -64,12 +67,14 @@
       invalid_business_hours: 'Business hours: check the time zone and the ranges (HH:MM-HH:MM, in order).', invalid_color: 'Pick a colour.',
       invalid_team_avatar_url: 'The avatar must be an https:// URL.', invalid_credentials: 'Wrong site, email or password.',
       agent_exists: 'An agent with that email exists.', weak_password: 'Passwords need at least 8 characters.', last_owner: 'A site keeps at least one owner.',
-      invalid_email: 'Not an email address.', invalid_upload_types: 'File types look like image/png or image/*.', invalid_upload_max_bytes: 'Between 1 KB and 100 MB.' },
+      invalid_email: 'Not an email address.', invalid_upload_types: 'File types look like image/png or image/*.', invalid_upload_max_bytes: 'Between 1 KB and 100 MB.',
+      invalid_auto_invitations: 'Automatic invitations: at most 5 lines of "seconds (0-3600) | pattern | message (up to 200 characters)".' },
     zh: { invalid_origin: '来源格式为 scheme://host[:port]，例如 https://shop.example。', greeting_too_long: '欢迎语最多 300 字。',
       invalid_business_hours: '工作时间：请检查时区和时间段（HH:MM-HH:MM，按顺序）。', invalid_color: '请选择颜色。',
       invalid_team_avatar_url: '头像必须是 https:// 地址。', invalid_credentials: '站点、邮箱或密码错误。',
       agent_exists: '该邮箱的客服已存在。', weak_password: '密码至少 8 位。', last_owner: '站点至少保留一位管理员。',
-      invalid_email: '邮箱地址无效。', invalid_upload_types: '文件类型形如 image/png 或 image/*。', invalid_upload_max_bytes: '大小须在 1 KB 到 100 MB 之间。' }
+      invalid_email: '邮箱地址无效。', invalid_upload_types: '文件类型形如 image/png 或 image/*。', invalid_upload_max_bytes: '大小须在 1 KB 到 100 MB 之间。',
+      invalid_auto_invitations: '自动邀请：最多 5 行，格式为“秒数（0-3600）| 页面规则 | 邀请语（最多 200 字）”。' }
   };
 
   var lang = localStorage.getItem('kefu-admin:lang') || ((navigator.language || '').toLowerCase().indexOf('zh') === 0 ? 'zh' : 'en');
@@ -216,6 +221,9 @@
     f.pre_email.value = w.pre_chat_form.email;
     f.pre_phone.value = w.pre_chat_form.phone;
     f.offline.value = w.offline;
+    f.auto_invitations.value = (w.auto_invitations || []).map(function (r) {
+      return r.delay_seconds + ' | ' + r.url_pattern + ' | ' + r.message;
+    }).join('\n');
     f.hours_enabled.checked = w.business_hours.enabled;
     f.time_zone.value = w.business_hours.time_zone;
     var hours = $('hours');
@@ -240,8 +248,20 @@
       expected_reply_minutes: f.expected_reply_minutes.value ? Number(f.expected_reply_minutes.value) : null,
       pre_chat_form: { name: f.pre_name.value, email: f.pre_email.value, phone: f.pre_phone.value },
       offline: f.offline.value,
+      auto_invitations: autoInvitations(f.auto_invitations.value),
       business_hours: { enabled: f.hours_enabled.checked, time_zone: f.time_zone.value.trim(), days: days }
     };
+  }
+
+  // "seconds | pattern | message" lines; a line that does not parse is sent as it is, for the API to refuse.
+  function autoInvitations(text) {
+    return text.split('\n').filter(function (line) { return line.trim(); }).map(function (line) {
+      var parts = line.split('|');
+      if (parts.length < 3) return line;
+      var seconds = parts[0].trim();
+      return { delay_seconds: /^\d+$/.test(seconds) ? Number(seconds) : seconds, url_pattern: parts[1].trim(),
+        message: parts.slice(2).join('|').trim() };
+    });
   }
 
   $('widget-form').addEventListener('input', updatePreview);

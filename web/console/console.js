@@ -19,6 +19,7 @@
     selected: null, tab: 'mine', agentsOnline: [], missed: 0,
     history: null,          // closed conversations, most recently closed first: {ids, next_cursor, loading}
     search: null,           // {query, results, next_cursor, loading}
+    visitors: null,         // live visitors: {byId, next_cursor, loading} (the `visitors` action and pushes)
     hit: null               // {id, seq}: the message a search result opened, highlighted
   };
   // Kept in memory only (never stored), to renew the session before it expires; after a reload the
@@ -292,6 +293,7 @@
         return more(page.next_cursor);
       });
     }
+    loadVisitors(true);
     return request({ action: 'state' }).then(function (s) {
       state.agentsOnline = s.agents_online;
       take(s.conversations);
@@ -318,6 +320,7 @@
     switch (frame.type) {
       case 'message': received(frame, true); break;
       case 'conversation': upsert(frame.conversation); break;
+      case 'visitor': visitorChanged(frame); break;
       case 'presence':
         if (frame.role === 'visitor' && state.conversations[frame.conversation_id]) {
           state.conversations[frame.conversation_id].visitor_online = frame.status === 'online';
@@ -606,6 +609,9 @@
       var n = all.filter(function (c) { return inTab(c, tab); }).length;
       $('count-' + tab).textContent = n ? n : '';
     });
+    var live = state.visitors ? Object.keys(state.visitors.byId).length : 0;
+    $('count-visitors').textContent = live ? live : '';
+    if (state.tab === 'visitors') return renderVisitors();
     if (state.tab === 'history') return renderHistory();
     if (state.tab === 'search') return renderSearch();
     $('list-note').hidden = $('list-more').hidden = true;
@@ -724,6 +730,81 @@
       !!s.next_cursor && !s.loading);
   }
 
+  // ---- Live visitors: everyone on the site now, kept current by `visitor` pushes; Invite starts a chat ----
+
+  function loadVisitors(fresh) {
+    var v = state.visitors;
+    if (!fresh && (!v || !v.next_cursor || v.loading)) return;
+    if (fresh) v = state.visitors = { byId: {}, next_cursor: null };
+    v.loading = true;
+    var frame = { action: 'visitors' };
+    if (v.next_cursor) frame.cursor = v.next_cursor;
+    request(frame).then(function (page) {
+      if (state.visitors !== v) return;
+      page.visitors.forEach(function (x) { v.byId[x.visitor_id] = x; });
+      v.next_cursor = page.next_cursor;
+      v.loading = false;
+      renderList();
+    }, function () { v.loading = false; v.failed = true; renderList(); });
+  }
+
+  function visitorChanged(frame) {
+    var v = state.visitors;
+    if (!v) return;
+    if (frame.event === 'left') delete v.byId[frame.visitor_id];
+    else v.byId[frame.visitor_id] = frame.visitor;
+    renderList();
+  }
+
+  function duration(seconds) {
+    if (seconds < 60) return seconds + ' s';
+    if (seconds < 3600) return Math.floor(seconds / 60) + ' min';
+    return Math.floor(seconds / 3600) + ' h ' + Math.floor(seconds % 3600 / 60) + ' min';
+  }
+
+  function invite(visitor, input, button) {
+    var text = input.value.trim();
+    if (!text) { input.focus(); return; }
+    button.disabled = true;
+    request({ action: 'invite', visitor_id: visitor.visitor_id, text: text, client_msg_id: newId('inv') }).then(function (reply) {
+      upsert(reply.conversation);
+      showTab('mine');
+      select(reply.conversation.conversation_id);
+    }, function (err) {
+      button.disabled = false;
+      input.setCustomValidity(err.message || 'The invitation failed.');
+      input.reportValidity();
+    });
+  }
+
+  function renderVisitors() {
+    var v = state.visitors || { byId: {} };
+    var all = Object.keys(v.byId).map(function (id) { return v.byId[id]; })
+      .sort(function (a, b) { return (a.visit_started_at || 0) - (b.visit_started_at || 0); });
+    var items = all.map(function (x) {
+      var since = x.visit_started_at ? Math.max(0, Math.round((Date.now() - x.visit_started_at) / 1000)) : x.time_on_site || 0;
+      var input = el('input', { type: 'text', maxlength: '2000', placeholder: 'Say hello…', 'aria-label': 'Invitation message' });
+      input.addEventListener('input', function () { input.setCustomValidity(''); });
+      var button = el('button', { type: 'submit', class: 'invite', text: 'Invite' });
+      var form = el('form', { class: 'invite-form', onsubmit: function (e) { e.preventDefault(); invite(x, input, button); } },
+        [input, button]);
+      return el('li', { class: 'visitor', 'data-visitor': x.visitor_id }, [
+        el('span', { class: 'who' }, [el('span', { class: 'dot on' }), x.name || ('Visitor ' + x.visitor_id.slice(-6)),
+          x.verified ? el('span', { class: 'verified', text: 'verified' }) : null,
+          el('span', { class: 'tag', text: x.returning ? 'returning' : 'new' })]),
+        el('span', { class: 'when', text: duration(since) }),
+        el('span', { class: 'page', text: '↳ ' + (x.title || x.url || '…'), title: x.url || '' }),
+        el('span', { class: 'last', text: x.pages_this_visit + (x.pages_this_visit === 1 ? ' page' : ' pages') +
+          (x.referrer ? ' · from ' + x.referrer : '') + (x.email ? ' · ' + x.email : '') }),
+        form
+      ]);
+    });
+    $('conversations').replaceChildren.apply($('conversations'), items);
+    listNote(v.loading ? 'Loading…' : v.failed ? 'Could not load the visitors; reconnecting.' :
+      items.length ? '' : 'Nobody is on the site right now. Visitors appear here as they browse, before they write.',
+      !!v.next_cursor && !v.loading);
+  }
+
   function showTab(tab) {
     state.tab = tab;
     Array.prototype.forEach.call(document.querySelectorAll('.tabs button'), function (b) {
@@ -731,6 +812,7 @@
     });
     if (tab !== 'search') $('search').value = '';
     if (tab === 'history') loadHistory(true);
+    if (tab === 'visitors') loadVisitors(true);
     renderList();
   }
 
@@ -868,7 +950,8 @@
   });
   $('search').addEventListener('search', function () { if (!$('search').value && state.tab === 'search') showTab('mine'); });
   $('list-more').addEventListener('click', function () {
-    if (state.tab === 'history') loadHistory(false); else if (state.tab === 'search') runSearch(null, true);
+    if (state.tab === 'visitors') loadVisitors(false);
+    else if (state.tab === 'history') loadHistory(false); else if (state.tab === 'search') runSearch(null, true);
   });
   $('composer').addEventListener('submit', function (e) { e.preventDefault(); sendText(); });
   $('text').addEventListener('keydown', function (e) {
