@@ -3,7 +3,9 @@
 An agent token names the agent (site, email, id) and the token version it was issued under.
 Changing the password or disabling the agent bumps the version, so every earlier token is refused
 at `$connect` and on REST, and disabling closes the agent's live sockets at once. A warm function
-remembers an agent's standing for at most ``CHECK_CACHE_SECONDS``.
+remembers an agent's standing for at most ``CHECK_CACHE_SECONDS``, except at `$connect`, which
+reads it every time: the sockets a disable closes reconnect at once, to other warm containers
+than the one that disabled the agent (one GetItem per agent connect, a rare event).
 """
 from __future__ import annotations
 
@@ -28,14 +30,15 @@ def forget_cache() -> None:
     _standing.clear()
 
 
-def check_current(identity: Identity) -> None:
-    """Raise 401 unless the token's agent exists, is enabled and still on that token version."""
+def check_current(identity: Identity, fresh: bool = False) -> None:
+    """Raise 401 unless the token's agent exists, is enabled and still on that token version.
+    ``fresh``: read the agent now, whatever this function remembers."""
     version = identity.version
     if not isinstance(identity.email, str) or not isinstance(version, int) or isinstance(version, bool):
         raise unauthorized("token_revoked", "this token is no longer valid; log in again")
     key = (identity.site_id, identity.email)
     known = _standing.get(key)
-    if known is None or time.monotonic() - known[0] > CHECK_CACHE_SECONDS:
+    if fresh or known is None or time.monotonic() - known[0] > CHECK_CACHE_SECONDS:
         try:
             agent = Agent.get(identity.site_id, identity.email)
             known = (time.monotonic(), agent.agent_id, int(agent.token_version or 0), bool(agent.disabled))

@@ -33,7 +33,7 @@ def _header(headers: Optional[Dict[str, str]], name: str) -> Optional[str]:
 def connect(connection_id: str, query: Optional[Dict[str, str]], headers: Optional[Dict[str, str]]) -> int:
     """$connect: the HTTP status for the handshake (2xx accepts it)."""
     try:
-        identity = verify((query or {}).get("token"))
+        identity = verify((query or {}).get("token"), fresh=True)
         site = get_site(identity.site_id)
         if identity.is_agent:
             _check_console_origin(_header(headers, "origin"))

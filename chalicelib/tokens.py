@@ -71,8 +71,9 @@ def issue(identity: Identity, ttl_seconds: int) -> tuple[str, int]:
     return jwt.encode(claims, signing_key(), algorithm="HS256"), expires_at
 
 
-def verify(token: Optional[str]) -> Identity:
-    """Decode a token or raise a 401 KefuError saying why."""
+def verify(token: Optional[str], fresh: bool = False) -> Identity:
+    """Decode a token or raise a 401 KefuError saying why. ``fresh``: read an agent's standing now,
+    not from what this warm function remembers (chalicelib/agents.py)."""
     if not token:
         raise unauthorized("token_missing", "a token is required")
     key = signing_key()
@@ -103,7 +104,7 @@ def verify(token: Optional[str]) -> Identity:
     if identity.is_agent:
         from chalicelib import agents
 
-        agents.check_current(identity)
+        agents.check_current(identity, fresh=fresh)
     return identity
 
 

@@ -95,6 +95,7 @@ def test_agent_connect_reads_track_open_conversations_not_history(harness):
         state = harness.reply(conn, {"action": "state"})
     assert status == 200 and len(state["conversations"]) == 3
     assert calls.scans == 0
-    # $connect: the site and the open index (3 entries, to hand out queued ones); state: the site,
-    # the open index, 3 conversations and their 3 visitors. Never the 37 closed ones.
-    assert calls.items_read == (1 + 3) + (1 + 3 + 3 + 3), calls.by_operation()
+    # $connect: the agent (its standing, read at every connect), the site and the open index (3
+    # entries, to hand out queued ones); state: the site, the open index, 3 conversations and their
+    # 3 visitors. Never the 37 closed ones.
+    assert calls.items_read == (1 + 1 + 3) + (1 + 3 + 3 + 3), calls.by_operation()
