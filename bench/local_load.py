@@ -120,7 +120,7 @@ def cpu_by_component(before: Snapshot, after: Snapshot) -> Dict[str, float]:
     spent: Dict[str, float] = {}
     ended = 0.0
     for pid, (name, own, reaped) in after.items():
-        _, own_before, reaped_before = before.get(pid, (name, 0.0, reaped))
+        _, own_before, reaped_before = before.get(pid, (name, 0.0, 0.0))
         spent[name] = spent.get(name, 0.0) + own - own_before
         ended += reaped - reaped_before
     ended -= sum(own for pid, (_, own, _) in before.items() if pid not in after)
