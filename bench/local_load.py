@@ -75,32 +75,57 @@ def _component(pid: int, stack_pid: int) -> str:
     if pid == stack_pid:
         return "gateway (python -m local)"
     if "lambda_worker" in text:
-        name = words[-1] if words else "?"
-        return f"function {name}"
+        return f"function {_function_name(pid)}"
     if "dynalite" in text or (words and pathlib.Path(words[0]).name in ("node", "nodejs")):
         return "store (dynalite)"
     return pathlib.Path(words[0]).name if words else "other"
 
 
-def _cpu_seconds(pid: int) -> float:
+def _function_name(pid: int) -> str:
+    """A worker's function, from the environment the runtime gave it (AWS_LAMBDA_FUNCTION_NAME)."""
+    try:
+        environ = (pathlib.Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    for entry in environ:
+        if entry.startswith(b"AWS_LAMBDA_FUNCTION_NAME="):
+            return entry.split(b"=", 1)[1].decode(errors="replace")
+    return "?"
+
+
+def _cpu_seconds(pid: int) -> Tuple[float, float]:
+    """(its own CPU, that of its children that ended and were reaped), in seconds."""
     try:
         fields = (pathlib.Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    # utime, stime, cutime, cstime (children reaped, e.g. workers replaced)
-    return sum(int(v) for v in fields[11:15]) / CLOCK_TICKS
+        return 0.0, 0.0
+    utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
+    return (utime + stime) / CLOCK_TICKS, (cutime + cstime) / CLOCK_TICKS
 
 
-def cpu_snapshot(stack_pid: int) -> Dict[int, Tuple[str, float]]:
-    snapshot = {pid: (_component(pid, stack_pid), _cpu_seconds(pid)) for pid in _descendants(stack_pid)}
-    snapshot[os.getpid()] = ("load generator (this bench)", _cpu_seconds(os.getpid()))
+Snapshot = Dict[int, Tuple[str, float, float]]
+ENDED = "processes ended during the step"
+
+
+def cpu_snapshot(stack_pid: int) -> Snapshot:
+    snapshot = {pid: (_component(pid, stack_pid), *_cpu_seconds(pid)) for pid in _descendants(stack_pid)}
+    snapshot[os.getpid()] = ("load generator (this bench)", *_cpu_seconds(os.getpid()))
     return snapshot
 
 
-def cpu_by_component(before: Dict[int, Tuple[str, float]], after: Dict[int, Tuple[str, float]]) -> Dict[str, float]:
+def cpu_by_component(before: Snapshot, after: Snapshot) -> Dict[str, float]:
+    """CPU spent between two snapshots, by component. A process that ended in between (an
+    environment reclaimed or replaced) is known only through its parent's reaped-children time,
+    which covers its whole life: what it had spent by ``before`` is taken off again."""
     spent: Dict[str, float] = {}
-    for pid, (name, seconds) in after.items():
-        spent[name] = spent.get(name, 0.0) + seconds - before.get(pid, (name, 0.0))[1]
+    ended = 0.0
+    for pid, (name, own, reaped) in after.items():
+        _, own_before, reaped_before = before.get(pid, (name, 0.0, 0.0))
+        spent[name] = spent.get(name, 0.0) + own - own_before
+        ended += reaped - reaped_before
+    ended -= sum(own for pid, (_, own, _) in before.items() if pid not in after)
+    if ended > 0:
+        spent[ENDED] = ended
     return {name: round(seconds, 3) for name, seconds in sorted(spent.items()) if seconds > 0}
 
 
@@ -295,6 +320,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     args = parser.parse_args(argv)
     # Every socket comes from 127.0.0.1: the per-address and per-visitor limits would meter the
     # bench, not the stack, so they are lifted (RunningStack's defaults) and the send limit too.
+    load_before = [round(x, 2) for x in os.getloadavg()]  # other work on the machine skews every figure
     stack = RunningStack(env={"KEFU_RATE_LIMIT": "1000000"})
     try:
         args.stack_pid = stack.process.pid
@@ -306,7 +332,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "config": {"sockets": args.sockets, "agents": args.agents, "chatters": args.chatters,
                    "rates": args.rates, "seconds_per_rate": args.seconds, "seed": args.seed},
-        "store": stack.info.get("dynamodb_engine", "moto server (in-process)"),
+        "store": stack.info.get("store"),
+        "load_average_before": load_before,
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "goals": GOALS,
         "met": _goals(report["steps"]),
     })

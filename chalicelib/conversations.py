@@ -7,6 +7,7 @@ Agents' loads are counted from the site's open-conversations index when an assig
 """
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -162,7 +163,14 @@ def cancelled_by_a_condition(exc: TransactWriteError) -> bool:
 
 def _transactions() -> PynamoConnection:
     cfg = settings()
-    return PynamoConnection(region=cfg.region, host=cfg.dynamodb_endpoint)
+    return _transaction_connection(cfg.region, cfg.dynamodb_endpoint)
+
+
+@functools.lru_cache(maxsize=4)
+def _transaction_connection(region: str, host: Optional[str]) -> PynamoConnection:
+    """One per container, as the models' own: a new one per transaction was a new botocore client
+    and a new TCP (on AWS, TLS) connection for every conversation created."""
+    return PynamoConnection(region=region, host=host)
 
 
 def _cancelled_by_a_condition(exc: TransactWriteError) -> bool:

@@ -96,11 +96,16 @@ def install_redirect(host_pattern: str, target: str) -> None:
     botocore's HTTP layer is imported (so apps that never use boto3 never pay for importing it)."""
     matcher = re.compile(host_pattern)
     target = target.rstrip("/")
+    # Every DynamoDB call passes here too: when the pattern names execute-api hosts (the gateway's
+    # does), other URLs go straight through without being parsed.
+    hint = ".execute-api." if r"\.execute-api\." in host_pattern else ""
 
     def patch(module: Any) -> None:
         original = module.URLLib3Session.send
 
         def send(self: Any, request: Any) -> Any:
+            if hint not in request.url:
+                return original(self, request)
             parts = urlsplit(request.url)
             if parts.hostname and matcher.fullmatch(parts.hostname):
                 request.url = target + parts.path + (f"?{parts.query}" if parts.query else "")

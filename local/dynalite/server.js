@@ -7,6 +7,7 @@
 // "listening <host>:<port>" once it answers; exits on SIGINT/SIGTERM or when its standard input
 // closes (the stack that started it is gone), closing LevelDB cleanly.
 
+require('./packrat').install() // before dynalite loads its expression parsers
 const dynaliteDb = require('dynalite/db')
 const { transactWriteItems } = require('./transactions')
 

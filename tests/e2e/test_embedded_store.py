@@ -187,3 +187,37 @@ def test_without_node_the_message_says_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setattr(embedded_store.shutil, "which", lambda name: None)
     with pytest.raises(StoreUnavailable, match=r"make setup.*--store moto"):
         start_dynalite("127.0.0.1", tmp_path)
+
+
+def test_nested_conditions_are_judged_as_dynamodb_does_and_bad_ones_refused_with_the_parsers_words(dynamodb):
+    """local/dynalite/packrat.js memoizes dynalite's expression parsers: a condition nested four
+    deep (pynamodb's shape) still passes or fails on the item's values, and a syntax error keeps
+    the original parser's full message (the memoized one would list fewer expected tokens)."""
+    dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "c"}, "a": {"S": "x"}, "b": {"S": "open"}, "n": {"N": "3"}})
+    nested = "((((attribute_exists (#a) AND #b = :b) AND #a <> :other) AND #n = :n) AND (attribute_not_exists (#z) OR #n < :max))"
+    names = {"#a": "a", "#b": "b", "#n": "n", "#z": "z"}
+
+    def update(n: str, max_n: str) -> None:
+        dynamodb.update_item(TableName=TABLE, Key={"pk": {"S": "c"}}, UpdateExpression="SET #n = #n + :one",
+                             ConditionExpression=nested, ExpressionAttributeNames=names,
+                             ExpressionAttributeValues={":b": {"S": "open"}, ":other": {"S": "y"}, ":n": {"N": n},
+                                                        ":max": {"N": max_n}, ":one": {"N": "1"}})
+
+    update("3", "10")
+    assert item(dynamodb, "c")["n"] == {"N": "4"}
+    with pytest.raises(ClientError) as failed:
+        update("3", "10")  # n is 4 now
+    assert failed.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    dynamodb.update_item(TableName=TABLE, Key={"pk": {"S": "c"}}, UpdateExpression="SET z = :z",
+                         ExpressionAttributeValues={":z": {"S": "here"}})
+    with pytest.raises(ClientError) as failed:
+        update("4", "2")  # z exists now, and n is not below 2: the innermost OR fails
+    assert failed.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    update("4", "10")
+    assert item(dynamodb, "c")["n"] == {"N": "5"}
+    with pytest.raises(ClientError) as bad:
+        dynamodb.update_item(TableName=TABLE, Key={"pk": {"S": "c"}}, UpdateExpression="SET #n = :n",
+                             ConditionExpression="#n = :n AND", ExpressionAttributeNames={"#n": "n"},
+                             ExpressionAttributeValues={":n": {"N": "1"}})
+    assert bad.value.response["Error"]["Code"] == "ValidationException"
+    assert 'Expected "#", "(", ":", "NOT", "_", or [a-zA-Z] but end of input found.' in bad.value.response["Error"]["Message"]
