@@ -111,6 +111,10 @@ class Settings:
     # KEFU_SEARCH_RETENTION_DAYS: how long a message stays searchable (the search index's DynamoDB
     # TTL, from the message's date); 0 keeps it for ever. The messages themselves are kept regardless.
     search_retention_days: int = field(default_factory=lambda: _int("KEFU_SEARCH_RETENTION_DAYS", 730))
+    # KEFU_AUTO_CLOSE_HOURS: an open conversation with no message for this many hours is closed by
+    # the sweep (chalicelib/autoclose.py); 0 never closes. Fractions allowed. The owners' admin app
+    # will expose it per site; until then it is one value for every site.
+    auto_close_hours: float = field(default_factory=lambda: float(_str("KEFU_AUTO_CLOSE_HOURS", "24")))
     # Secrets read so far (see ``secret``): each function pays only for the ones it uses.
     _secrets: Dict[str, Optional[str]] = field(default_factory=dict, repr=False, compare=False)
 

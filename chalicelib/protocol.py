@@ -136,9 +136,14 @@ def _state(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dic
     state: Dict[str, Any] = {"type": "state", "role": identity.role, "id": identity.subject,
                              "connection_id": connection_id, "agents_online": connections.online_agents(site)}
     if identity.is_agent:
+        from chalicelib import availability
+
         state["conversations"], state["next_cursor"] = conversations.list_for_agent(identity)
+        state["agents"] = availability.agents_of(site)
+        state["status"] = availability.availability_of(site, identity.subject)
     else:
-        state["conversation"] = conversations.view(conversations.load(identity, identity.conversation_id))
+        state["conversation"] = conversations.for_visitor(
+            conversations.view(conversations.load(identity, identity.conversation_id)))
     return state
 
 
@@ -183,6 +188,53 @@ def _close(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dic
             "conversation": conversations.close(identity, frame.get("conversation_id"), connection_id)}
 
 
+def _label(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    from chalicelib import labels
+
+    _agents_only(identity)
+    return {"type": "conversation", "event": "labeled",
+            "conversation": labels.label(identity, frame.get("conversation_id"), frame.get("add"), frame.get("remove"),
+                                         connection_id)}
+
+
+def _status(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    from chalicelib import availability
+
+    return availability.set_status(identity, frame.get("status"), connection_id)
+
+
+def _rate(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    from chalicelib import ratings
+
+    _visitor_rate(identity, "rate", settings().typing_limit)
+    return ratings.rate(identity, frame.get("conversation_id"), frame.get("rating"), frame.get("comment"),
+                        connection_id)
+
+
+def _canned_list(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    from chalicelib import canned
+
+    return canned.list_for(identity)
+
+
+def _canned_save(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    from chalicelib import canned
+
+    return canned.save(identity, frame.get("shortcut"), frame.get("text"), connection_id)
+
+
+def _canned_delete(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    from chalicelib import canned
+
+    return canned.delete(identity, frame.get("shortcut"), connection_id)
+
+
+def _reports(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    from chalicelib import reports
+
+    return reports.report(identity, frame.get("from"), frame.get("to"))
+
+
 ACTIONS: Dict[str, Callable[[Identity, Dict[str, Any], str], Optional[Dict[str, Any]]]] = {
     "send": _send,
     "sync": _sync,
@@ -197,6 +249,13 @@ ACTIONS: Dict[str, Callable[[Identity, Dict[str, Any], str], Optional[Dict[str, 
     "transfer": _transfer,
     "close": _close,
     "search": _search,
+    "label": _label,
+    "status": _status,
+    "rate": _rate,
+    "canned_list": _canned_list,
+    "canned_save": _canned_save,
+    "canned_delete": _canned_delete,
+    "reports": _reports,
 }
 
 
