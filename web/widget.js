@@ -21,7 +21,9 @@
       tooLarge: 'This file is too large.', badType: 'This type of file cannot be sent.', uploadFailed: 'The upload failed. Please try again.',
       noFiles: 'Files cannot be sent in this chat.', slowDown: 'Too many files at once: please wait a little.', unavailable: 'Chat is not available on this website.',
       identity: 'Chat could not confirm who you are. Please reload the page.', tooLong: 'the message is too long',
-      ended: 'the chat has ended', error: 'something went wrong'
+      ended: 'the chat has ended', error: 'something went wrong',
+      rateAsk: 'How was this chat?', rateComment: 'Anything to add? (optional)', rateSend: 'Send rating',
+      rateThanks: 'Thank you for your feedback!', star: ' out of 5'
     },
     zh: {
       title: '在线客服', placeholder: '输入消息…', send: '发送', attach: '发送文件',
@@ -33,7 +35,9 @@
       tooLarge: '文件太大。', badType: '不支持发送此类文件。', uploadFailed: '上传失败，请重试。',
       noFiles: '此会话不支持发送文件。', slowDown: '发送文件过于频繁，请稍后再试。', unavailable: '此网站暂未开通在线客服。',
       identity: '无法确认您的身份，请刷新页面后重试。', tooLong: '消息太长',
-      ended: '会话已结束', error: '出现错误'
+      ended: '会话已结束', error: '出现错误',
+      rateAsk: '请为本次服务评分', rateComment: '还有什么想说的？（选填）', rateSend: '提交评价',
+      rateThanks: '感谢您的评价！', star: ' 分（满分 5 分）'
     }
   };
   // Error code -> the string shown for it; any other code shows `error`.
@@ -86,6 +90,13 @@
     '.icon{border:0;background:transparent;cursor:pointer;font-size:20px;padding:6px;color:#60646c}',
     '.send{border:0;color:#fff;border-radius:10px;padding:9px 14px;cursor:pointer;font-weight:600}',
     'input[type=file]{display:none}',
+    '.rate{padding:10px 14px;border-top:1px solid #e6e8eb;font-size:13px;display:flex;flex-direction:column;gap:6px}',
+    '.rate[hidden],.ask[hidden],.thanks[hidden]{display:none}',
+    '.ask{display:flex;flex-direction:column;gap:6px}',
+    '.stars button{border:0;background:none;font-size:24px;cursor:pointer;color:#c8ccd1;padding:0 2px}',
+    '.stars button.on{color:#f5a524}',
+    '.rate input{border:1px solid #d7dade;border-radius:8px;padding:6px 8px;font-size:13px}',
+    '.rate .go{align-self:flex-start;border:0;color:#fff;border-radius:8px;padding:6px 12px;cursor:pointer}',
     '@media (max-width:480px){.panel{left:0!important;right:0!important;bottom:0;width:100vw;height:100vh;',
     'max-height:none;border-radius:0}}'
   ].join('');
@@ -239,11 +250,42 @@
       'stroke-width="2" stroke-linecap="round" d="M21 11.5l-8.5 8.5a5 5 0 0 1-7-7L14 4.5a3.5 3.5 0 0 1 5 5L10.5 18a2 2 0 0 1-3-3L15 7.5"/></svg>';
     var form = $('form', { onsubmit: function (e) { e.preventDefault(); this.submit(); }.bind(this) },
       [attach, this.fileInput, this.input, sendButton]);
+    this.rateBox = this.buildRating(color);
     this.panel = $('section', { class: 'panel ' + side, role: 'dialog', 'aria-label': this.t.title, hidden: '' },
-      [header, this.notice, this.log, this.typingLine, form]);
+      [header, this.notice, this.log, this.typingLine, this.rateBox, form]);
     root.appendChild(this.launcher);
     root.appendChild(this.panel);
     (document.body || document.documentElement).appendChild(this.host);
+  };
+
+  // The satisfaction rating, asked once a chat has ended (docs/protocol.md, `rate`): 1-5 stars and
+  // an optional comment, once per conversation.
+  Widget.prototype.buildRating = function (color) {
+    var self = this, t = this.t;
+    this.stars = [1, 2, 3, 4, 5].map(function (n) {
+      return $('button', { type: 'button', text: '★', 'aria-label': n + t.star, 'data-score': String(n),
+        onclick: function () { self.score = n; self.render(); } });
+    });
+    this.rateComment = $('input', { maxlength: '200', placeholder: t.rateComment, 'aria-label': t.rateComment });
+    var go = $('button', { class: 'go', type: 'button', text: t.rateSend, onclick: function () { self.sendRating(); } });
+    go.style.background = color;
+    this.rateThanks = $('div', { class: 'thanks', text: t.rateThanks, hidden: '' });
+    this.rateForm = $('div', { class: 'ask' }, [$('div', { text: t.rateAsk }), $('div', { class: 'stars' }, this.stars), this.rateComment, go]);
+    return $('div', { class: 'rate', hidden: '' }, [this.rateForm, this.rateThanks]);
+  };
+
+  Widget.prototype.sendRating = function () {
+    var self = this, cid = this.cid;
+    if (!this.score) return;
+    var frame = { action: 'rate', conversation_id: cid, rating: this.score };
+    var comment = this.rateComment.value.trim();
+    if (comment) frame.comment = comment;
+    this.request(frame).then(function (r) {
+      if (cid === self.cid) { self.rated = r.conversation.rating.score; self.thanked = true; self.render(); }
+    }, function (err) {
+      if (err.code === 'already_rated') { self.rated = self.score; self.render(); }
+      else self.showNotice(self.t[REASONS[err.code]] || self.t.error);
+    });
   };
 
   // ---- opening and closing ------------------------------------------------------------------
@@ -291,6 +333,7 @@
     this.readSeq = h.r || 0;
     this.agentReadSeq = h.a || 0;
     this.closed = false;
+    this.rated = this.thanked = this.score = null;
     this.render();
   };
 
@@ -491,7 +534,10 @@
     var self = this;
     this.request({ action: 'state' }).then(function (state) {
       self.agentsOnline = state.agents_online.length;
-      if (state.conversation && state.conversation.conversation_id === self.cid) self.closed = state.conversation.status === 'closed';
+      if (state.conversation && state.conversation.conversation_id === self.cid) {
+        self.closed = state.conversation.status === 'closed';
+        if (state.conversation.rating) self.rated = state.conversation.rating.score;
+      }
       self.render();
     }).catch(function () {});
   };
@@ -607,6 +653,7 @@
       case 'conversation':
         if (c && c.conversation_id === this.cid) {
           this.closed = c.status === 'closed';
+          if (c.rating) this.rated = c.rating.score;
           if (c.status === 'assigned') this.agentSeen();
           this.render();
         }
@@ -963,6 +1010,11 @@
     this.notice.hidden = !text;
     this.notice.textContent = text || '';
     this.notice.className = 'notice' + (warn ? ' offline' : '');
+    // the rating: asked once the chat has ended (over the socket), thanked once given
+    this.rateBox.hidden = !(this.closed && this.mode === 'ws' && this.ready && (!this.rated || this.thanked));
+    this.rateForm.hidden = !!this.rated;
+    this.rateThanks.hidden = !this.rated;
+    this.stars.forEach(function (b, i) { b.className = i < (self.score || self.rated || 0) ? 'on' : ''; });
     // Nobody online while the visitor looks: ask again now and then (an agent coming online is
     // otherwise only heard of once they take the conversation or write).
     if (this.ws && this.ready && this.isOpen && !this.agentsOnline && !this.awayTimer) {
