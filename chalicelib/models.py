@@ -11,10 +11,10 @@ from typing import Dict, List, Type
 from pynamodb.attributes import (
     BooleanAttribute,
     ListAttribute,
-    UnicodeSetAttribute,
     MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
+    UnicodeSetAttribute,
 )
 from pynamodb.indexes import (
     AllProjection,

@@ -11,7 +11,8 @@ import time
 from collections import defaultdict, deque
 from typing import Any, Callable, Deque, Dict, Optional
 
-from chalicelib import clock, connections, conversations, delivery, jsonio, limits, messages, requeue, sites, tracking
+from chalicelib import (availability, clock, connections, conversations, delivery, jsonio, limits, messages, reports,
+                        requeue, sites, tracking)
 from chalicelib.config import settings
 from chalicelib.errors import KefuError, bad_request, connection_unknown, forbidden, rate_limited, too_large
 from chalicelib.sites import check_origin, get_site
@@ -136,8 +137,6 @@ def _state(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dic
     state: Dict[str, Any] = {"type": "state", "role": identity.role, "id": identity.subject,
                              "connection_id": connection_id, "agents_online": connections.online_agents(site)}
     if identity.is_agent:
-        from chalicelib import availability
-
         state["conversations"], state["next_cursor"] = conversations.list_for_agent(identity)
         state["agents"] = availability.agents_of(site)
         state["status"] = availability.availability_of(site, identity.subject)
@@ -198,8 +197,6 @@ def _label(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dic
 
 
 def _status(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
-    from chalicelib import availability
-
     return availability.set_status(identity, frame.get("status"), connection_id)
 
 
@@ -230,8 +227,6 @@ def _canned_delete(identity: Identity, frame: Dict[str, Any], connection_id: str
 
 
 def _reports(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
-    from chalicelib import reports
-
     return reports.report(identity, frame.get("from"), frame.get("to"))
 
 
