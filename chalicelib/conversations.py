@@ -188,9 +188,9 @@ def _open(site: Site, conversation: Conversation, visitor: Optional[Visitor], ex
             raise
         conversation.refresh(consistent_read=True)
         return
-    reports.record(site.site_id, now, {"opened": 1})
     autoclose.arm(conversation.conversation_id, site.site_id, now / 1000)
-    _hand_out(site, conversation)
+    handed = _hand_out(site, conversation)
+    reports.record(site.site_id, now, {"opened": 1}, agent_id=conversation.agent_id if handed else None)
     _announce(site, conversation, "created", exclude=exclude, visitor=visitor)
 
 

@@ -154,7 +154,7 @@ def get_reports(request: Any) -> Dict[str, Any]:
 
     identity = from_authorization_header(_header(request, "authorization"))
     params = request.query_params or {}
-    return reports.report(identity, params.get("from"), params.get("to"))
+    return reports.report(identity, params.get("from"), params.get("to"), params.get("agent_id"))
 
 
 def create_upload(request: Any) -> Dict[str, Any]:

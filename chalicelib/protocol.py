@@ -227,7 +227,7 @@ def _canned_delete(identity: Identity, frame: Dict[str, Any], connection_id: str
 
 
 def _reports(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
-    return reports.report(identity, frame.get("from"), frame.get("to"))
+    return reports.report(identity, frame.get("from"), frame.get("to"), frame.get("agent_id"))
 
 
 ACTIONS: Dict[str, Callable[[Identity, Dict[str, Any], str], Optional[Dict[str, Any]]]] = {

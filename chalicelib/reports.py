@@ -3,7 +3,7 @@ per agent, as aggregates counted where Kefu writes anyway, never by scanning.
 
 One ``ReportDay`` item per site and UTC day holds counters; an event adds to the site's counter
 and, on the same item, to its agent's (``<counter>:<agent id>``), in one UpdateItem:
-  a conversation opens (its first message)     opened +1
+  a conversation opens (its first message)     opened +1 (for the agent it is handed to, if any)
   the first agent reply since it (re)opened     frt_n +1, frt_ms + (reply - opened)
   a close (by an agent, or idle)                res_n +1, res_ms + (closed - opened)
   a rating                                      rate_n +1, rate_sum + score, rate_<score> +1
@@ -74,11 +74,13 @@ def _summary(counters: Dict[str, int]) -> Dict[str, Any]:
     }
 
 
-def report(identity: Identity, start: Any, end: Any) -> Dict[str, Any]:
+def report(identity: Identity, start: Any, end: Any, agent_id: Any = None) -> Dict[str, Any]:
     """The ``reports`` frame for the days ``start`` to ``end`` (inclusive, UTC): one Query of at most
-    MAX_DAYS small items."""
+    MAX_DAYS small items. With ``agent_id``, ``days`` and ``totals`` are that agent's figures."""
     if not identity.is_agent:
         raise forbidden("agents_only", "only agents read reports")
+    if agent_id is not None and (not isinstance(agent_id, str) or not 1 <= len(agent_id) <= 64):
+        raise bad_request("invalid_agent_id", "agent_id must be a string")
     first, last = _parse_day(start, "from"), _parse_day(end, "to")
     if last < first or (last - first).days >= MAX_DAYS:
         raise bad_request("invalid_date_range", f"to must be from `from` to {MAX_DAYS - 1} days after it")
@@ -88,19 +90,18 @@ def report(identity: Identity, start: Any, end: Any) -> Dict[str, Any]:
     totals: Dict[str, int] = {}
     per_agent: Dict[str, Dict[str, int]] = {}
     for item in raw.get("Items", []):
-        day = item["day"]["S"]
-        counters = by_day.setdefault(day, {})
+        counters = by_day.setdefault(item["day"]["S"], {})
         for name, value in item.items():
             if "N" not in value:
                 continue
-            counter, _, agent_id = name.partition(":")
+            counter, _, owner = name.partition(":")
             if counter not in COUNTERS:
                 continue
             amount = int(float(value["N"]))
-            if agent_id:
-                target = per_agent.setdefault(agent_id, {})
+            if owner:
+                target = per_agent.setdefault(owner, {})
                 target[counter] = target.get(counter, 0) + amount
-            else:
+            if owner == (agent_id or ""):  # the site's figures, or the one agent's asked for
                 counters[counter] = amount
                 totals[counter] = totals.get(counter, 0) + amount
     days: List[Dict[str, Any]] = []
@@ -108,5 +109,6 @@ def report(identity: Identity, start: Any, end: Any) -> Dict[str, Any]:
     while day <= last:
         days.append({"day": day.isoformat(), **_summary(by_day.get(day.isoformat(), {}))})
         day += datetime.timedelta(days=1)
-    return {"type": "reports", "from": first.isoformat(), "to": last.isoformat(), "days": days,
-            "totals": _summary(totals), "agents": {a: _summary(c) for a, c in sorted(per_agent.items())}}
+    return {"type": "reports", "from": first.isoformat(), "to": last.isoformat(), "agent_id": agent_id,
+            "days": days, "totals": _summary(totals),
+            "agents": {a: _summary(c) for a, c in sorted(per_agent.items())}}

@@ -311,8 +311,16 @@ def test_reports_count_at_events_per_site_and_agent(harness, timeline):
     assert totals["ratings"] == 1 and totals["rating_avg"] == 5 and totals["ratings_by_score"]["5"] == 1
     mine = got["agents"][agent["agent_id"]]
     assert mine["first_responses"] == 1 and mine["resolved"] == 1 and mine["ratings"] == 1
+    assert mine["conversations"] == 1  # handed to this agent when it opened
     rest = harness.rest("GET", f"/v1/reports?from={today}&to={today}", token=agent["token"])
     assert rest.status_code == 200 and rest.json_body["totals"] == totals
+    # one agent's figures by day
+    theirs = harness.reply(agent_conn, {"action": "reports", "from": today, "to": today, "agent_id": agent["agent_id"]})
+    assert theirs["agent_id"] == agent["agent_id"] and theirs["days"][0]["resolved"] == 1
+    assert theirs["totals"] == mine
+    nobody = harness.reply(agent_conn, {"action": "reports", "from": today, "to": today, "agent_id": "agent_nobody"})
+    assert nobody["totals"]["conversations"] == 0 and nobody["days"][0]["ratings"] == 0
+    assert harness.reply(agent_conn, {"action": "reports", "from": today, "to": today, "agent_id": 7})["code"] == "invalid_agent_id"
 
 
 @pytest.mark.parametrize("span,code", [

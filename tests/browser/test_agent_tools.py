@@ -92,6 +92,9 @@ def test_a_rating_after_close_reaches_the_console_and_the_report(browser, stack)
     expect(ratings).to_contain_text("/ 5")
     expect(agent.page.locator("#ratings-chart rect")).to_have_count(5)
     expect(agent.page.locator(".agents-table tbody tr").first).to_contain_text("Demo Agent")  # a name, not an id
+    agent.page.locator("#report-agent").select_option(label="Demo Agent")  # one agent's charts
+    expect(agent.page.locator("#report-body .chart h3").first).to_contain_text("handed to Demo Agent")
+    expect(ratings).to_contain_text("/ 5")
     assert not agent.errors and not visitor.errors, (agent.errors, visitor.errors)
 
 

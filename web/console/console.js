@@ -1060,8 +1060,15 @@
   function loadReports() {
     var days = Number($('report-range').value), to = new Date(), from = new Date(to.getTime() - (days - 1) * 86400000);
     var iso = function (d) { return d.toISOString().slice(0, 10); };
+    var who = $('report-agent'), chosen = who.value;
+    who.replaceChildren.apply(who, [el('option', { value: '', text: 'Whole site' })].concat(Object.keys(state.agents).map(function (id) {
+      return el('option', { value: id, text: agentName(id) });
+    })));
+    who.value = chosen;
+    var frame = { action: 'reports', from: iso(from), to: iso(to) };
+    if (who.value) frame.agent_id = who.value;
     $('report-body').replaceChildren(el('p', { class: 'hint', text: 'Loading…' }));
-    request({ action: 'reports', from: iso(from), to: iso(to) }).then(renderReports, function (err) {
+    request(frame).then(renderReports, function (err) {
       $('report-body').replaceChildren(el('p', { class: 'error', text: err.message || 'Not connected' }));
     });
   }
@@ -1080,7 +1087,7 @@
       .map(function (h) { return el('th', { text: h }); }))]), el('tbody', {}, rows.length ? rows :
       [el('tr', {}, [el('td', { colspan: '5', text: 'No agent has replied or closed a chat in this period yet.' })])])]);
     $('report-body').replaceChildren(
-      chartCard('Conversations per day', String(t.conversations), barChart(pick('conversations'), labels, String)),
+      chartCard(r.agent_id ? 'Conversations handed to ' + agentName(r.agent_id) + ' per day' : 'Conversations per day', String(t.conversations), barChart(pick('conversations'), labels, String)),
       chartCard('First response time (average)', duration(t.first_response_ms_avg), barChart(pick('first_response_ms_avg'), labels, duration)),
       chartCard('Resolution time (average)', duration(t.resolution_ms_avg), barChart(pick('resolution_ms_avg'), labels, duration)),
       el('div', { class: 'chart', id: 'ratings-chart' }, [el('h3', { text: 'Ratings' }),
@@ -1138,6 +1145,7 @@
   $('open-reports').addEventListener('click', function () { showView('reports'); });
   $('open-canned').addEventListener('click', function () { showView('canned'); });
   $('report-range').addEventListener('change', loadReports);
+  $('report-agent').addEventListener('change', loadReports);
   Array.prototype.forEach.call(document.querySelectorAll('[data-back]'), function (b) { b.addEventListener('click', backToList); });
   $('back').addEventListener('click', backToList);
   $('show-details').addEventListener('click', function () { $('app').classList.toggle('show-details'); });
