@@ -66,6 +66,20 @@ def test_a_note_from_a_visitor_is_refused(harness):
     assert Message.count(cid) == 1  # nothing stored
 
 
+def test_an_agent_writes_a_note_over_rest_and_its_retry_cannot_turn_it_into_a_reply(harness):
+    site, agent, agent_conn, visitor, visitor_conn = harness.chat(opened=True)
+    cid = visitor["conversation_id"]
+    harness.mgmt.take(visitor_conn)
+    body = {"client_msg_id": "rest-note", "text": "called them back", "note": True}
+    first = harness.rest("POST", f"/v1/conversations/{cid}/messages", body, token=agent["token"])
+    assert first.status_code == 200 and first.json_body["seq"] == 2
+    again = harness.rest("POST", f"/v1/conversations/{cid}/messages", body, token=agent["token"])
+    assert again.json_body["duplicate"] is True
+    as_reply = harness.rest("POST", f"/v1/conversations/{cid}/messages", {**body, "note": False}, token=agent["token"])
+    assert as_reply.status_code == 409 and as_reply.json_body["code"] == "client_msg_id_conflict"
+    assert harness.mgmt.take(visitor_conn) == []
+
+
 def test_a_bad_note_flag_is_refused(harness):
     site, agent, agent_conn, visitor, visitor_conn = harness.chat(opened=True)
     reply = _send(harness, agent_conn, visitor["conversation_id"], "n", "x", note="yes")

@@ -1,6 +1,7 @@
 """The agents' tools in the browser, on the real local stack: a canned response inserted with "/",
 an internal note that never reaches the visitor's widget, a rating given in the widget after close
-that reaches the console and its report, unread badges, and the console on a phone (390 px)."""
+that reaches the console and its report, unread badges, desktop notifications, and the console on
+a phone (390 px)."""
 from __future__ import annotations
 
 import pytest
@@ -153,4 +154,34 @@ def test_the_console_works_on_a_phone(browser, stack):
     page.screenshot(path=str(README_SCREENSHOTS / "console-phone.png"))
     page.locator("#back").click()
     expect(page.locator(".sidebar")).to_be_visible()
+    assert not agent.errors
+
+
+FAKE_NOTIFICATIONS = """
+window.__shown = [];
+window.__hidden = false;
+Object.defineProperty(Document.prototype, 'hidden', { get: function () { return window.__hidden; } });
+function FakeNotification(title, options) { window.__shown.push({ title: title, body: options && options.body }); }
+FakeNotification.permission = 'default';
+FakeNotification.requestPermission = function () { FakeNotification.permission = 'granted'; return Promise.resolve('granted'); };
+window.Notification = FakeNotification;
+"""
+
+
+def test_desktop_notifications_are_asked_for_on_a_click_and_shown_while_the_tab_is_hidden(browser, stack):
+    """Chromium headless has no notification centre: the Notification API is a recording stand-in,
+    and the tab's visibility is the page's document.hidden."""
+    agent = Agent(browser, stack, init_script=FAKE_NOTIFICATIONS)
+    offer = agent.page.locator("#enable-notifications")
+    expect(offer).to_be_visible()
+    offer.click()
+    expect(offer).to_be_hidden()
+    visitor = Visitor(browser, stack, name="Noor")
+    visitor.say("visible tab: no desktop notification")
+    expect(agent.page.locator("#conversations li", has_text="Noor")).to_have_count(1)
+    assert agent.page.evaluate("window.__shown") == []
+    agent.page.evaluate("window.__hidden = true")
+    visitor.say("is anyone there?")
+    agent.page.wait_for_function("window.__shown.length === 1")
+    assert agent.page.evaluate("window.__shown") == [{"title": "Noor", "body": "is anyone there?"}]
     assert not agent.errors
