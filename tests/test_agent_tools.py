@@ -156,6 +156,13 @@ def test_an_away_agent_gets_no_new_conversation(harness):
     state = harness.reply(bo_conn, {"action": "state"})
     names = {a["agent_id"]: (a["name"], a["availability"], a["online"]) for a in state["agents"]}
     assert names == {ann["agent_id"]: ("Ann", "away", True), bo["agent_id"]: ("Bo", "online", True)}
+    # away outlasts a reload: back, Ann is still away, and Bo is told so
+    harness.disconnect(ann_conn)
+    harness.mgmt.take(bo_conn)
+    harness.connect(ann["token"])
+    assert harness.mgmt.of_type(bo_conn, "presence")[-1]["availability"] == "away"
+    harness.say(harness.visitor(site.site_id), client_msg_id="m9")
+    assert conversations.agent_loads(site.site_id) == {bo["agent_id"]: 4}
 
 
 def test_when_everyone_is_away_conversations_wait_and_are_handed_out_on_return(harness):
