@@ -146,6 +146,41 @@ def admin_agent_preflight(agent_id):
     return http.console_preflight(app.current_request)
 
 
+@app.route("/v1/canned", methods=["GET"])
+def list_canned():
+    return http.respond(app.current_request, http.list_canned, console_only=True)
+
+
+@app.route("/v1/canned", methods=["POST"])
+def save_canned():
+    return http.respond(app.current_request, http.save_canned, console_only=True)
+
+
+@app.route("/v1/canned", methods=["OPTIONS"])
+def canned_preflight():
+    return http.console_preflight(app.current_request)
+
+
+@app.route("/v1/canned/{shortcut}", methods=["DELETE"])
+def delete_canned(shortcut):
+    return http.respond(app.current_request, http.delete_canned, shortcut, console_only=True)
+
+
+@app.route("/v1/canned/{shortcut}", methods=["OPTIONS"])
+def canned_item_preflight(shortcut):
+    return http.console_preflight(app.current_request)
+
+
+@app.route("/v1/reports", methods=["GET"])
+def get_reports():
+    return http.respond(app.current_request, http.get_reports, console_only=True)
+
+
+@app.route("/v1/reports", methods=["OPTIONS"])
+def reports_preflight():
+    return http.console_preflight(app.current_request)
+
+
 # The search index (chalicelib/search.py) is kept from the messages table's stream, off the chat path.
 # infra/build.py points this event source at the table's real stream; locally local/streams.py feeds it.
 MESSAGES_STREAM = "arn:aws:dynamodb:us-east-1:000000000000:table/kefu-messages/stream/set-by-infra-build"

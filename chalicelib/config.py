@@ -126,6 +126,10 @@ class Settings:
     mail_max_attempts: int = field(default_factory=lambda: _int("KEFU_MAIL_MAX_ATTEMPTS", 6))
     # KEFU_CONSOLE_URL: the agent console's address, linked from agents' emails (optional).
     console_url: Optional[str] = field(default_factory=lambda: _str("KEFU_CONSOLE_URL", None))
+    # KEFU_AUTO_CLOSE_HOURS: an open conversation with no message for this many hours is closed by
+    # the sweep (chalicelib/autoclose.py); 0 never closes. Fractions allowed. The owners' admin app
+    # will expose it per site; until then it is one value for every site.
+    auto_close_hours: float = field(default_factory=lambda: float(_str("KEFU_AUTO_CLOSE_HOURS", "24")))
     # Secrets read so far (see ``secret``): each function pays only for the ones it uses.
     _secrets: Dict[str, Optional[str]] = field(default_factory=dict, repr=False, compare=False)
 

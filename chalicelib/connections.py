@@ -108,7 +108,9 @@ def register(connection_id: str, identity: Identity, site: Site) -> None:
         sites.remember_site(site)
         if first:
             others = [c for c in as_dict(site.agent_conns) if c != connection_id]
-            push(others, presence_frame(identity, "online"))
+            frame = presence_frame(identity, "online")
+            frame["availability"] = "away" if identity.subject in as_dict(site.agent_away) else "online"
+            push(others, frame)
     else:
         conversation = Conversation(identity.conversation_id)
         try:

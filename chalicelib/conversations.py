@@ -15,7 +15,7 @@ from pynamodb.connection import Connection as PynamoConnection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib import clock, connections, ids, outbox, paging
+from chalicelib import autoclose, availability, clock, connections, ids, outbox, paging, reports
 from chalicelib.config import settings
 from chalicelib.errors import KefuError, bad_request, conflict, forbidden, is_condition_failure, not_found
 from chalicelib.models import OPEN_STATUSES, Conversation, Site, Visitor, as_dict
@@ -51,7 +51,21 @@ def public_view(conversation: Conversation, visitor: Optional[Visitor] = None) -
         "updated_at": conversation.updated_at,
         "opened_at": conversation.opened_at,
         "closed_at": conversation.closed_at,
+        "closed_by": conversation.closed_by,
+        "labels": sorted(conversation.labels or ()),
+        "first_response_at": conversation.first_response_at,
+        "rating": ({"score": int(conversation.rating), "comment": conversation.rating_comment,
+                    "at": conversation.rated_at} if conversation.rating is not None else None),
     }
+
+
+# What agents see of a conversation but its visitor never does.
+AGENT_ONLY_FIELDS = ("labels", "closed_by", "first_response_at")
+
+
+def for_visitor(shown: Dict[str, Any]) -> Dict[str, Any]:
+    """A conversation's view as its visitor gets it: without the agents' own fields."""
+    return {k: v for k, v in shown.items() if k not in AGENT_ONLY_FIELDS}
 
 
 def _visitor_of(conversation: Conversation) -> Optional[Visitor]:
@@ -197,7 +211,10 @@ def _open(site: Site, conversation: Conversation, visitor: Optional[Visitor], ex
             raise
         conversation.refresh(consistent_read=True)
         return
-    outbox.conversation_opened(conversation, _hand_out(site, conversation))
+    autoclose.arm(conversation.conversation_id, site.site_id, now / 1000)
+    handed = _hand_out(site, conversation)
+    reports.record(site.site_id, now, {"opened": 1}, agent_id=conversation.agent_id if handed else None)
+    outbox.conversation_opened(conversation, handed)
     _announce(site, conversation, "created", exclude=exclude, visitor=visitor)
 
 
@@ -218,7 +235,9 @@ def agent_loads(site_id: str, entries: Optional[List[Conversation]] = None) -> C
 
 def least_loaded_agent(site: Site, exclude: Optional[str] = None, prefer: Optional[str] = None,
                        loads: Optional[Counter] = None) -> Optional[str]:
-    online = [a for a in connections.online_agents(site) if a != exclude]
+    """The online agent to give a conversation to; agents who set themselves away get none."""
+    away = availability.away_agents(site)
+    online = [a for a in connections.online_agents(site) if a != exclude and a not in away]
     if not online:
         return None
     if prefer in online:
@@ -277,6 +296,8 @@ def assign_queued(site: Site, connecting: Optional[str] = None) -> int:
         if entry.status != "queued":
             continue
         agent_id = least_loaded_agent(site, loads=loads)
+        if agent_id is None:  # everyone online is away
+            break
         try:
             _assign(entry, agent_id, expect_status="queued", expect_agent=None)
         except KefuError:
@@ -292,8 +313,10 @@ def _announce(site: Site, conversation: Conversation, event: str, exclude: Optio
     """Tell the site's agents and the visitor; ``exclude`` is the caller, who gets the reply instead."""
     shown = public_view(conversation, visitor) if visitor is not None else view(conversation)
     frame = {"type": "conversation", "event": event, "conversation": shown}
-    targets = connections.agent_connections(site) + list(as_dict(conversation.visitor_conns))
-    connections.push([t for t in targets if t != exclude], frame)
+    connections.push([t for t in connections.agent_connections(site) if t != exclude], frame)
+    if event not in AGENT_ONLY_EVENTS:
+        visitor_frame = {**frame, "conversation": for_visitor(shown)}
+        connections.push([t for t in as_dict(conversation.visitor_conns) if t != exclude], visitor_frame)
     return shown
 
 
@@ -301,6 +324,10 @@ def announce(site: Site, conversation: Conversation, event: str, exclude: Option
              visitor: Optional[Visitor] = None) -> Dict[str, Any]:
     """Tell the site's agents and the visitor's connections of a change (``exclude``: the caller)."""
     return _announce(site, conversation, event, exclude=exclude, visitor=visitor)
+
+
+# Conversation events only the site's agents are told of.
+AGENT_ONLY_EVENTS = ("labeled",)
 
 
 # --- agents' actions ------------------------------------------------------------------------
@@ -340,22 +367,37 @@ def transfer(identity: Identity, conversation_id: Any, to_agent_id: Any,
 def close(identity: Identity, conversation_id: Any, sender_connection: Optional[str] = None) -> Dict[str, Any]:
     conversation = _agent_load(identity, conversation_id)
     if conversation.status != "closed":
-        now = _now_ms()
-        try:
-            conversation.update(
-                actions=[Conversation.status.set("closed"), Conversation.open_site_id.remove(),
-                         Conversation.closed_at.set(now), Conversation.updated_at.set(now),
-                         Conversation.closed_site_id.set(conversation.site_id)],
-                condition=Conversation.status.is_in(*OPEN_STATUSES, "new"),
-            )
-        except UpdateError as exc:
-            if not is_condition_failure(exc):
-                raise
-            conversation.refresh(consistent_read=True)  # closed meanwhile by someone else: same answer
-            return view(conversation)
-        outbox.conversation_closed(conversation)
-        return _announce(Site.get(identity.site_id), conversation, "closed", exclude=sender_connection)
+        closed = close_as(Site.get(identity.site_id), conversation, identity.subject, exclude=sender_connection)
+        if closed is not None:
+            return closed
     return view(conversation)
+
+
+def close_as(site: Site, conversation: Conversation, closed_by: str, exclude: Optional[str] = None,
+             condition: Any = None) -> Optional[Dict[str, Any]]:
+    """Close an open conversation (``closed_by``: the agent, or "auto"), count its resolution, tell
+    everyone. None when it changed meanwhile (``conversation`` then holds what it is now)."""
+    now = _now_ms()
+    expected = Conversation.status.is_in(*OPEN_STATUSES, "new")
+    if condition is not None:
+        expected &= condition
+    try:
+        conversation.update(
+            actions=[Conversation.status.set("closed"), Conversation.open_site_id.remove(),
+                     Conversation.closed_at.set(now), Conversation.updated_at.set(now),
+                     Conversation.closed_site_id.set(conversation.site_id), Conversation.closed_by.set(closed_by)],
+            condition=expected,
+        )
+    except UpdateError as exc:
+        if not is_condition_failure(exc):
+            raise
+        conversation.refresh(consistent_read=True)  # closed (or written to) meanwhile
+        return None
+    outbox.conversation_closed(conversation)
+    if conversation.opened_at is not None:
+        reports.record(site.site_id, now, {"res_n": 1, "res_ms": max(0, now - int(conversation.opened_at))},
+                       agent_id=conversation.agent_id)
+    return _announce(site, conversation, "closed", exclude=exclude)
 
 
 def requeue(site: Site, conversation: Conversation) -> bool:
@@ -419,7 +461,8 @@ def reopen(site: Site, conversation: Conversation, visitor_id: str) -> bool:
                 actions=[Conversation.status.set("queued"), Conversation.open_site_id.set(site.site_id),
                          Conversation.opened_at.set(now), Conversation.agent_id.remove(),
                          Conversation.closed_at.remove(), Conversation.updated_at.set(now),
-                         Conversation.closed_site_id.remove()],
+                         Conversation.closed_site_id.remove(), Conversation.closed_by.remove(),
+                         Conversation.first_response_at.remove(), Conversation.first_response_id.remove()],
                 condition=Conversation.status == "closed",
             )
             transaction.condition_check(Visitor, site.site_id, visitor_id,
@@ -429,6 +472,7 @@ def reopen(site: Site, conversation: Conversation, visitor_id: str) -> bool:
             raise
         return False
     conversation.refresh(consistent_read=True)
+    autoclose.arm(conversation.conversation_id, site.site_id, now / 1000)
     outbox.conversation_opened(conversation, _hand_out(site, conversation, prefer=previous_agent))
     _announce(site, conversation, "reopened")
     return True

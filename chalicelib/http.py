@@ -72,7 +72,7 @@ def console_preflight(request: Any) -> Response:
     """OPTIONS on an agent route (and an owner's: /v1/admin): allowed only for the console's origins."""
     headers = _console_cors(request)
     if "Access-Control-Allow-Origin" in headers:
-        headers.update({"Access-Control-Allow-Methods": "GET,POST,PATCH,OPTIONS",
+        headers.update({"Access-Control-Allow-Methods": "GET,POST,PATCH,DELETE,OPTIONS",
                         "Access-Control-Allow-Headers": "Authorization,Content-Type",
                         "Access-Control-Max-Age": "600"})
     return Response(body="", status_code=204, headers=headers)
@@ -139,6 +139,36 @@ def get_messages(request: Any, conversation_id: str) -> Dict[str, Any]:
     params = request.query_params or {}
     return messages.sync(identity, conversation_id, _int_param(params, "after_seq", 0),
                          _int_param(params, "limit", None))
+
+
+def list_canned(request: Any) -> Dict[str, Any]:
+    from chalicelib import canned
+
+    return canned.list_for(from_authorization_header(_header(request, "authorization")))
+
+
+def save_canned(request: Any) -> Dict[str, Any]:
+    from chalicelib import canned
+
+    identity = from_authorization_header(_header(request, "authorization"))
+    body = _json_body(request)
+    return canned.save(identity, body.get("shortcut"), body.get("text"))
+
+
+def delete_canned(request: Any, shortcut: str) -> Dict[str, Any]:
+    from urllib.parse import unquote
+
+    from chalicelib import canned
+
+    return canned.delete(from_authorization_header(_header(request, "authorization")), unquote(shortcut))
+
+
+def get_reports(request: Any) -> Dict[str, Any]:
+    from chalicelib import reports
+
+    identity = from_authorization_header(_header(request, "authorization"))
+    params = request.query_params or {}
+    return reports.report(identity, params.get("from"), params.get("to"), params.get("agent_id"))
 
 
 def create_upload(request: Any) -> Dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from pynamodb.exceptions import DeleteError, PutError, UpdateError
 
-from chalicelib import clock, connections, conversations, ids, jsonio, outbox, paging, sites
+from chalicelib import clock, connections, conversations, ids, jsonio, outbox, paging, reports, sites
 from chalicelib.config import settings
 from chalicelib.errors import KefuError, bad_request, conflict, forbidden, is_condition_failure, rate_limited, too_large
 from chalicelib.models import Conversation, Message, Site, as_dict
@@ -59,7 +59,27 @@ def message_view(message: Message) -> Dict[str, Any]:
     }
     if message.attachment:
         view["attachment"] = _attachment_view(as_dict(message.attachment))
+    if message.note:
+        view["note"] = True
     return view
+
+
+def is_for_visitor(message: Message) -> bool:
+    """Whether the visitor may ever see this message: internal notes are for the site's agents only
+    (never pushed, synced or emailed to the visitor)."""
+    return not message.note
+
+
+def _check_note(identity: Identity, note: Any, attachment: Any) -> bool:
+    if note is None or note is False:
+        return False
+    if note is not True:
+        raise bad_request("invalid_note", "note must be true or false")
+    if not identity.is_agent:
+        raise forbidden("agents_only", "only agents write internal notes")
+    if attachment is not None:
+        raise bad_request("invalid_note", "an internal note is text only")
+    return True
 
 
 def _attachment_view(attachment: Dict[str, Any]) -> Dict[str, Any]:
@@ -99,13 +119,14 @@ def send(identity: Identity, payload: Dict[str, Any], sender_connection: Optiona
     conversations.check_access(identity, conversation_id)
     client_msg_id = payload.get("client_msg_id")
     text = _check_send_fields(client_msg_id, payload.get("text"), payload.get("attachment"))
+    note = _check_note(identity, payload.get("note"), payload.get("attachment"))
     attachment = None
     if payload.get("attachment") is not None:
         from chalicelib import attachments  # oss2: the REST function alone (protocol.py refuses it)
 
         attachment = attachments.accept(identity, conversation_id, payload["attachment"])
     for _ in range(3):
-        result = _store(identity, conversation_id, client_msg_id, text, attachment, sender_connection)
+        result = _store(identity, conversation_id, client_msg_id, text, attachment, sender_connection, note)
         if isinstance(result, dict):
             return result
         conversation_id = result  # it landed elsewhere (or was reopened): store it there
@@ -113,7 +134,7 @@ def send(identity: Identity, payload: Dict[str, Any], sender_connection: Optiona
 
 
 def _store(identity: Identity, conversation_id: str, client_msg_id: str, text: Optional[str],
-           attachment: Optional[Dict[str, Any]], sender_connection: Optional[str]) -> Any:
+           attachment: Optional[Dict[str, Any]], sender_connection: Optional[str], note: bool = False) -> Any:
     """The ack, or the id of the conversation to try again (a visitor's closed conversation)."""
     message = Message(
         conversation_id,
@@ -123,6 +144,7 @@ def _store(identity: Identity, conversation_id: str, client_msg_id: str, text: O
         sender_id=identity.subject,
         text=text,
         attachment=attachment,
+        note=True if note else None,
         created_at=int(clock.now() * 1000),
     )
     try:
@@ -131,7 +153,7 @@ def _store(identity: Identity, conversation_id: str, client_msg_id: str, text: O
         if not is_condition_failure(exc):
             raise
         message = Message.get(conversation_id, client_msg_id, consistent_read=True)
-        if (message.sender_role, message.sender_id) != (identity.role, identity.subject):
+        if (message.sender_role, message.sender_id, bool(message.note)) != (identity.role, identity.subject, note):
             raise conflict("client_msg_id_conflict", "that client_msg_id belongs to another message")
         if message.seq is not None:
             return ack_frame(message, duplicate=True)
@@ -159,13 +181,25 @@ def _store(identity: Identity, conversation_id: str, client_msg_id: str, text: O
     site = sites.cached_site(identity.site_id)
     if conversation.status == "new":
         conversations.open_on_first_message(site, conversation, sender_connection)  # agents first learn of it
-    recipients = [c for c in _recipients(site, conversation) if c != sender_connection]
+    _count_first_response(identity, conversation, message)
+    everyone = connections.agent_connections(site) if message.note else _recipients(site, conversation)
+    recipients = [c for c in everyone if c != sender_connection]
     connections.push(recipients, {"type": "message", **message_view(message)})
-    if identity.is_agent:
+    if identity.is_agent and not message.note:
         outbox.agent_wrote(conversation)  # emailed if the visitor has left an email and left
     if conversation.status == "queued" and not identity.is_agent:
         conversations.assign_if_possible(site, conversation)
     return ack_frame(message)
+
+
+def _count_first_response(identity: Identity, conversation: Conversation, message: Message) -> None:
+    """The first agent reply since the conversation (re)opened: the seq update stamped it (below), so
+    seeing our own date there costs no read; its report counters are the one extra write."""
+    if (identity.is_agent and not message.note and conversation.opened_at is not None
+            and conversation.first_response_id == message.message_id):
+        reports.record(identity.site_id, message.created_at,
+                       {"frt_n": 1, "frt_ms": max(0, message.created_at - int(conversation.opened_at))},
+                       agent_id=identity.subject)
 
 
 def _next_seq(identity: Identity, conversation_id: str, message: Message) -> Any:
@@ -187,8 +221,12 @@ def _next_seq(identity: Identity, conversation_id: str, message: Message) -> Any
     actions = [
         Conversation.last_seq.add(1),
         Conversation.updated_at.set(message.created_at),
-        Conversation.last_text.set(preview),
     ]
+    if not message.note:  # the preview is shown to the visitor too
+        actions.append(Conversation.last_text.set(preview))
+    if identity.is_agent and not message.note:  # stamped once: the first reply (reports)
+        actions.append(Conversation.first_response_at.set(Conversation.first_response_at | message.created_at))
+        actions.append(Conversation.first_response_id.set(Conversation.first_response_id | message.message_id))
     for _ in range(3):
         for extra_actions, extra_condition in _rate_attempts(identity, conversation_id):
             try:
@@ -313,8 +351,8 @@ def sync(identity: Identity, conversation_id: Any, after_seq: Any, limit: Any = 
         seq = int(message.seq)
         if seq > covered + 1 and message.created_at < dead_before:
             gaps.extend(_fill_gaps(conversation_id, covered + 1, seq))
-        if message.gap:
-            gaps.append(seq)
+        if message.gap or (not identity.is_agent and not is_for_visitor(message)):
+            gaps.append(seq)  # a note is a seq the visitor will never see: listed as a gap for them
         else:
             shown = message_view(message)
             size = paging.encoded_size(shown) + 1

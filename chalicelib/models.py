@@ -15,6 +15,7 @@ from pynamodb.attributes import (
     MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
+    UnicodeSetAttribute,
 )
 from pynamodb.indexes import (
     AllProjection,
@@ -63,6 +64,9 @@ class Site(Model):
     agent_conns = MapAttribute(default=dict)
     # The owner's settings: default language and the widget's (chalicelib/site_settings.py, bounded).
     settings = JSONAttribute(null=True)
+    # agent id -> since (ms), for agents who set themselves away: online, but given no new
+    # conversations (chalicelib/availability.py). Read with the roster, so it costs no read.
+    agent_away = MapAttribute(default=dict)
 
 
 class Agent(Model):
@@ -173,6 +177,14 @@ class Conversation(Model):
     opened_at = NumberAttribute(null=True)  # ms, when it was created or last reopened
     closed_at = NumberAttribute(null=True)
     closed_site_id = UnicodeAttribute(null=True)  # = site_id while closed: the site-closed-index key
+    closed_by = UnicodeAttribute(null=True)  # the closing agent's id, or "auto" (idle: chalicelib/autoclose.py)
+    # Agents' tools (chalicelib/labels.py, chalicelib/ratings.py): bounded so the item stays small.
+    labels = UnicodeSetAttribute(null=True)  # at most MAX_LABELS of at most MAX_LABEL_CHARS
+    first_response_at = NumberAttribute(null=True)  # ms, the first agent reply since it (re)opened
+    first_response_id = UnicodeAttribute(null=True)  # that reply's message id (a same-ms reply is not it)
+    rating = NumberAttribute(null=True)  # 1-5, the visitor's, once, after close
+    rating_comment = UnicodeAttribute(null=True)  # at most ratings.MAX_COMMENT characters
+    rated_at = NumberAttribute(null=True)
     created_at = NumberAttribute()
     updated_at = NumberAttribute()
     # The visitor's email, if they gave one: a reply while they are gone is emailed (chalicelib/contact.py).
@@ -212,6 +224,7 @@ class Message(Model):
     text = UnicodeAttribute(null=True)
     attachment = MapAttribute(null=True)
     gap = BooleanAttribute(null=True)  # a tombstone: this seq will never hold a message
+    note = BooleanAttribute(null=True)  # an internal note: agents only, never pushed or synced to visitors
     created_at = NumberAttribute()
     seq_index = MessageSeqIndex()
 
@@ -249,7 +262,7 @@ class Connection(Model):
 
     Meta = _meta("connections")
     connection_id = UnicodeAttribute(hash_key=True)
-    role = UnicodeAttribute()  # visitor | agent | requeue
+    role = UnicodeAttribute()  # visitor | agent | requeue | autoclose (a conversation's idle timer)
     site_id = UnicodeAttribute()
     subject = UnicodeAttribute()  # visitor id or agent id
     conversation_id = UnicodeAttribute(null=True)  # a visitor's conversation
@@ -261,6 +274,29 @@ class Connection(Model):
     visitor_key = UnicodeAttribute(null=True)
     last_seen_index = LastSeenIndex()
     site_visitors_index = SiteVisitorsIndex()
+
+
+class CannedResponse(Model):
+    """An agent's canned response, per site (chalicelib/canned.py): at most MAX_CANNED per site, each
+    a short shortcut and at most MAX_CANNED_TEXT characters, so the whole list fits one frame."""
+
+    Meta = _meta("canned")
+    site_id = UnicodeAttribute(hash_key=True)
+    shortcut = UnicodeAttribute(range_key=True)
+    text = UnicodeAttribute()
+    created_by = UnicodeAttribute()
+    created_at = NumberAttribute()
+
+
+class ReportDay(Model):
+    """A site's report aggregates for one UTC day (chalicelib/reports.py): counters added to at events
+    that write anyway (a conversation opening, the first agent reply, a close, a rating), never by
+    scanning. Per-agent counters are top-level attributes named ``<counter>:<agent id>`` on the same
+    item, so one UpdateItem counts an event for the site and its agent; they are read raw."""
+
+    Meta = _meta("reports")
+    site_id = UnicodeAttribute(hash_key=True)
+    day = UnicodeAttribute(range_key=True)  # YYYY-MM-DD, UTC
 
 
 class Limit(Model):
@@ -332,7 +368,8 @@ class Mail(Model):
 
 
 
-ALL_MODELS: List[Type[Model]] = [Site, Agent, Visitor, Conversation, Message, Connection, Limit, SearchEntry, Mail]
+ALL_MODELS: List[Type[Model]] = [Site, Agent, Visitor, Conversation, Message, Connection, Limit, SearchEntry, Mail,
+                                 CannedResponse, ReportDay]
 
 # The TTL attribute of each table that has one (DynamoDB TTL is set outside CreateTable).
 TTL_ATTRIBUTES: Dict[Type[Model], str] = {Connection: "expires_at", Limit: "expires_at", SearchEntry: "x",

@@ -223,7 +223,7 @@ def compose(item: Mail) -> Optional[Composed]:
 
 def _messages(conversation_id: str) -> List[Message]:
     return [m for m in Message.seq_index.query(conversation_id, Message.seq > 0, scan_index_forward=False,
-                                               limit=MAX_MESSAGES) if not m.gap][::-1]
+                                               limit=MAX_MESSAGES) if not m.gap and not m.note][::-1]
 
 
 def _who(visitor: Optional[Visitor], write: Dict[str, str]) -> str:

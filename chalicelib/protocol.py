@@ -11,7 +11,8 @@ import time
 from collections import defaultdict, deque
 from typing import Any, Callable, Deque, Dict, Optional
 
-from chalicelib import clock, connections, conversations, delivery, jsonio, limits, messages, requeue, sites, tracking, visitors
+from chalicelib import (availability, clock, connections, conversations, delivery, jsonio, limits, messages, reports,
+                        requeue, sites, tracking, visitors)
 from chalicelib.config import settings
 from chalicelib.errors import KefuError, bad_request, connection_unknown, forbidden, rate_limited, too_large
 from chalicelib.sites import check_origin, get_site
@@ -137,8 +138,11 @@ def _state(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dic
                              "connection_id": connection_id, "agents_online": connections.online_agents(site)}
     if identity.is_agent:
         state["conversations"], state["next_cursor"] = conversations.list_for_agent(identity)
+        state["agents"] = availability.agents_of(site)
+        state["status"] = availability.availability_of(site, identity.subject)
     else:
-        state["conversation"] = conversations.view(conversations.load(identity, identity.conversation_id))
+        state["conversation"] = conversations.for_visitor(
+            conversations.view(conversations.load(identity, identity.conversation_id)))
     return state
 
 
@@ -193,6 +197,49 @@ def _invite(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Di
     return visitors.invite(identity, frame, connection_id)
 
 
+def _label(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    from chalicelib import labels
+
+    _agents_only(identity)
+    return {"type": "conversation", "event": "labeled",
+            "conversation": labels.label(identity, frame.get("conversation_id"), frame.get("add"), frame.get("remove"),
+                                         connection_id)}
+
+
+def _status(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    return availability.set_status(identity, frame.get("status"), connection_id)
+
+
+def _rate(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    from chalicelib import ratings
+
+    _visitor_rate(identity, "rate", settings().typing_limit)
+    return ratings.rate(identity, frame.get("conversation_id"), frame.get("rating"), frame.get("comment"),
+                        connection_id)
+
+
+def _canned_list(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    from chalicelib import canned
+
+    return canned.list_for(identity)
+
+
+def _canned_save(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    from chalicelib import canned
+
+    return canned.save(identity, frame.get("shortcut"), frame.get("text"), connection_id)
+
+
+def _canned_delete(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    from chalicelib import canned
+
+    return canned.delete(identity, frame.get("shortcut"), connection_id)
+
+
+def _reports(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+    return reports.report(identity, frame.get("from"), frame.get("to"), frame.get("agent_id"))
+
+
 ACTIONS: Dict[str, Callable[[Identity, Dict[str, Any], str], Optional[Dict[str, Any]]]] = {
     "send": _send,
     "sync": _sync,
@@ -209,6 +256,13 @@ ACTIONS: Dict[str, Callable[[Identity, Dict[str, Any], str], Optional[Dict[str, 
     "search": _search,
     "visitors": _visitors,
     "invite": _invite,
+    "label": _label,
+    "status": _status,
+    "rate": _rate,
+    "canned_list": _canned_list,
+    "canned_save": _canned_save,
+    "canned_delete": _canned_delete,
+    "reports": _reports,
 }
 
 

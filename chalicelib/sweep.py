@@ -3,7 +3,9 @@
 API Gateway's $disconnect is best-effort, so a closed laptop lid can leave a connection behind.
 Stale connections are found on the sharded last-seen index (reads track the stale ones, never
 the live ones), closed through the Management API, forgotten, and the other side is told.
-Safe to run twice or concurrently: every drop is a conditional delete on the heartbeat.
+Safe to run twice or concurrently: every drop is a conditional delete on the heartbeat. The same
+index holds timers that come due like stale connections: re-queues (chalicelib/requeue.py) and
+idle conversations to close (chalicelib/autoclose.py).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Set
 
-from chalicelib import clock, connections, delivery, observability, requeue
+from chalicelib import autoclose, clock, connections, delivery, observability, requeue
 from chalicelib.config import settings
 from chalicelib.models import Connection
 from chalicelib.tokens import Identity
@@ -30,12 +32,13 @@ class SweepReport:
     dropped: int = 0
     kept: int = 0  # pinged between the index read and the delete
     requeued: int = 0
+    autoclosed: int = 0  # idle conversations closed (chalicelib/autoclose.py)
     complete: bool = True  # False: the time budget ran out; the next run continues
     dropped_ids: List[str] = field(default_factory=list)
 
     def as_dict(self) -> Dict[str, object]:
         return {"examined": self.examined, "dropped": self.dropped, "kept": self.kept,
-                "requeued": self.requeued, "complete": self.complete}
+                "requeued": self.requeued, "autoclosed": self.autoclosed, "complete": self.complete}
 
 
 def sweep(time_left_ms: Optional[Callable[[], int]] = None, margin_ms: int = 3000) -> SweepReport:
@@ -114,6 +117,11 @@ def _sweep_one(record: Connection, cutoff: float, report: SweepReport, lock: thr
         moved = requeue.run(record)
         with lock:
             report.requeued += moved
+        return
+    if record.role == autoclose.ROLE:
+        closed = autoclose.run(record)
+        with lock:
+            report.autoclosed += int(closed)
         return
     identity = Identity(record.role, record.site_id, record.subject, record.conversation_id)
     timer = requeue.schedule(record.site_id, record.subject, 0) if identity.is_agent else None

@@ -19,6 +19,8 @@ def test_send_costs_one_read_unit_and_four_write_units(harness, no_rate_limits):
     for _ in range(50):  # an ordinary visit: many pages, read marks, a preview of the last message
         harness.reply(visitor_conn, PAGE)
     harness.reply(visitor_conn, {"action": "send", "conversation_id": cid, "client_msg_id": "warm", "text": "x" * 200})
+    # the first agent reply costs one write more, once per conversation (next test): steady state after it
+    harness.reply(agent_conn, {"action": "send", "conversation_id": cid, "client_msg_id": "first", "text": "hi"})
     with counting() as calls:
         for i in range(5):
             for conn in (visitor_conn, agent_conn):
@@ -30,6 +32,26 @@ def test_send_costs_one_read_unit_and_four_write_units(harness, no_rate_limits):
     assert calls.reads == 10 and calls.writes == 30, calls.by_operation()
     assert calls.read_units <= 10 * 1 and calls.write_units <= 10 * 4, calls.units()
     assert item_size(_raw_item(Conversation, cid)) < 1024
+
+
+def test_the_first_agent_reply_adds_one_write_once_and_a_note_none(harness, no_rate_limits):
+    """The report's first response time is counted at the first agent reply (one UpdateItem of the
+    day's report item); every later reply, and any internal note, costs the usual three writes."""
+    site, agent, agent_conn, visitor, visitor_conn = harness.chat(opened=True)
+    cid = visitor["conversation_id"]
+
+    def send(client_msg_id, **extra):
+        with counting() as calls:
+            ack = harness.reply(agent_conn, {"action": "send", "conversation_id": cid, "client_msg_id": client_msg_id,
+                                             "text": "您好", **extra})
+        assert ack["type"] == "ack", ack
+        return calls
+
+    note = send("note1", note=True)
+    assert note.writes == 3, note.by_operation()  # a note is no reply: nothing counted
+    first, second = send("reply1"), send("reply2")
+    assert first.writes == 4 and first.by_operation()["UpdateItem kefu-test-reports"] == 1, first.by_operation()
+    assert second.writes == 3 and first.reads == second.reads, (first.by_operation(), second.by_operation())
 
 
 def test_page_views_never_grow_the_conversation(harness, no_rate_limits):
@@ -97,5 +119,5 @@ def test_agent_connect_reads_track_open_conversations_not_history(harness):
     assert calls.scans == 0
     # $connect: the agent (its standing, read at every connect), the site and the open index (3
     # entries, to hand out queued ones); state: the site, the open index, 3 conversations and their
-    # 3 visitors. Never the 37 closed ones.
-    assert calls.items_read == (1 + 1 + 3) + (1 + 3 + 3 + 3), calls.by_operation()
+    # 3 visitors, and the site's 1 agent (names, for transfer and messages). Never the 37 closed ones.
+    assert calls.items_read == (1 + 1 + 3) + (1 + 3 + 3 + 3 + 1), calls.by_operation()

@@ -201,7 +201,9 @@ def test_alarms_watch_every_function_table_the_sweep_and_rest_5xx(packaged):
     assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible",
             {"QueueName": {"Fn::GetAtt": ["SweepDeadLetterQueue", "QueueName"]}}) in watched
     tables = [n for n, r in resources.items() if r["Type"] == "AWS::DynamoDB::Table"]
-    assert len(tables) == 9  # the search and mail tables too
+    from chalicelib.models import ALL_MODELS
+
+    assert len(tables) == len(ALL_MODELS) == 11  # search, mail, canned responses, report aggregates
     for table in tables:
         for metric in ("ReadThrottleEvents", "WriteThrottleEvents"):
             assert ("AWS/DynamoDB", metric, {"TableName": {"Ref": table}}) in watched, (table, metric)

@@ -29,7 +29,9 @@
       left: 'Thanks! We got your message and will reply to {email}.', invalidEmail: 'Please give a valid email address.',
       needed: 'Please fill in the required fields.', invalidPhone: 'Please give a valid phone number.',
       transcript: 'Email me this conversation', transcriptSend: 'Send it when the chat ends',
-      transcriptOk: 'We will email this conversation to {email} when it ends.'
+      transcriptOk: 'We will email this conversation to {email} when it ends.',
+      rateAsk: 'How was this chat?', rateComment: 'Anything to add? (optional)', rateSend: 'Send rating',
+      rateThanks: 'Thank you for your feedback!', star: ' out of 5'
     },
     zh: {
       title: '在线客服', placeholder: '输入消息…', send: '发送', attach: '发送文件',
@@ -49,7 +51,9 @@
       left: '谢谢！我们已收到您的留言，会回复到 {email}。', invalidEmail: '请填写有效的邮箱地址。',
       needed: '请填写必填项。', invalidPhone: '请填写有效的电话号码。',
       transcript: '通过邮件发送对话记录', transcriptSend: '会话结束后发送',
-      transcriptOk: '会话结束后，我们会把对话记录发送到 {email}。'
+      transcriptOk: '会话结束后，我们会把对话记录发送到 {email}。',
+      rateAsk: '请为本次服务评分', rateComment: '还有什么想说的？（选填）', rateSend: '提交评价',
+      rateThanks: '感谢您的评价！', star: ' 分（满分 5 分）'
     }
   };
   // Error code -> the string shown for it; any other code shows `error`.
@@ -119,6 +123,13 @@
     '.send{border:0;color:#fff;border-radius:10px;padding:9px 14px;cursor:pointer;font-weight:600;background:var(--kefu-color)}',
     'form[hidden]{display:none}',
     'input[type=file]{display:none}',
+    '.rate{padding:10px 14px;border-top:1px solid #e6e8eb;font-size:13px;display:flex;flex-direction:column;gap:6px}',
+    '.rate[hidden],.ask[hidden],.thanks[hidden]{display:none}',
+    '.ask{display:flex;flex-direction:column;gap:6px}',
+    '.stars button{border:0;background:none;font-size:24px;cursor:pointer;color:#c8ccd1;padding:0 2px}',
+    '.stars button.on{color:#f5a524}',
+    '.rate input{border:1px solid #d7dade;border-radius:8px;padding:6px 8px;font-size:13px}',
+    '.rate .go{align-self:flex-start;border:0;color:#fff;border-radius:8px;padding:6px 12px;cursor:pointer}',
     '@media (max-width:480px){.panel{left:0!important;right:0!important;bottom:0;width:100vw;height:100vh;',
     'max-height:none;border-radius:0}}'
   ].join('');
@@ -302,8 +313,9 @@
     this.form = $('form', { onsubmit: function (e) { e.preventDefault(); this.submit(); }.bind(this) },
       [attach, this.fileInput, this.input, sendButton]);
     this.ask = $('div', { class: 'ask', hidden: '' });
+    this.rateBox = this.buildRating('var(--kefu-color)');
     this.panel = $('section', { class: 'panel', role: 'dialog', 'aria-label': this.t.title, hidden: '' },
-      [header, this.notice, this.log, this.typingLine, this.ask, this.form, this.transcriptButton]);
+      [header, this.notice, this.log, this.typingLine, this.ask, this.rateBox, this.form, this.transcriptButton]);
     root.appendChild(this.launcher);
     root.appendChild(this.panel);
     (document.body || document.documentElement).appendChild(this.host);
@@ -505,6 +517,36 @@
     });
   };
 
+  // The satisfaction rating, asked once a chat has ended (docs/protocol.md, `rate`): 1-5 stars and
+  // an optional comment, once per conversation.
+  Widget.prototype.buildRating = function (color) {
+    var self = this, t = this.t;
+    this.stars = [1, 2, 3, 4, 5].map(function (n) {
+      return $('button', { type: 'button', text: '★', 'aria-label': n + t.star, 'data-score': String(n),
+        onclick: function () { self.score = n; self.render(); } });
+    });
+    this.rateComment = $('input', { maxlength: '200', placeholder: t.rateComment, 'aria-label': t.rateComment });
+    var go = $('button', { class: 'go', type: 'button', text: t.rateSend, onclick: function () { self.sendRating(); } });
+    go.style.background = color;
+    this.rateThanks = $('div', { class: 'thanks', text: t.rateThanks, hidden: '' });
+    this.rateForm = $('div', { class: 'ask' }, [$('div', { text: t.rateAsk }), $('div', { class: 'stars' }, this.stars), this.rateComment, go]);
+    return $('div', { class: 'rate', hidden: '' }, [this.rateForm, this.rateThanks]);
+  };
+
+  Widget.prototype.sendRating = function () {
+    var self = this, cid = this.cid;
+    if (!this.score) return;
+    var frame = { action: 'rate', conversation_id: cid, rating: this.score };
+    var comment = this.rateComment.value.trim();
+    if (comment) frame.comment = comment;
+    this.request(frame).then(function (r) {
+      if (cid === self.cid) { self.rated = r.conversation.rating.score; self.thanked = true; self.render(); }
+    }, function (err) {
+      if (err.code === 'already_rated') { self.rated = self.score; self.render(); }
+      else self.showNotice(self.t[REASONS[err.code]] || self.t.error);
+    });
+  };
+
   // ---- opening and closing ------------------------------------------------------------------
 
   Widget.prototype.open = function () {
@@ -550,6 +592,7 @@
     this.readSeq = h.r || 0;
     this.agentReadSeq = h.a || 0;
     this.closed = false;
+    this.rated = this.thanked = this.score = null;
     this.render();
   };
 
@@ -755,7 +798,10 @@
     var self = this;
     this.request({ action: 'state' }).then(function (state) {
       self.agentsOnline = state.agents_online.length;
-      if (state.conversation && state.conversation.conversation_id === self.cid) self.closed = state.conversation.status === 'closed';
+      if (state.conversation && state.conversation.conversation_id === self.cid) {
+        self.closed = state.conversation.status === 'closed';
+        if (state.conversation.rating) self.rated = state.conversation.rating.score;
+      }
       self.render();
     }).catch(function () {});
   };
@@ -871,6 +917,7 @@
       case 'conversation':
         if (c && c.conversation_id === this.cid) {
           this.closed = c.status === 'closed';
+          if (c.rating) this.rated = c.rating.score;
           if (c.status === 'assigned') this.agentSeen();
           if (frame.event === 'invited' && !this.isOpen) this.open();  // an agent invited the visitor to chat
           this.render();
@@ -1237,6 +1284,11 @@
     this.notice.hidden = !text;
     this.notice.textContent = text || '';
     this.notice.className = 'notice' + (warn ? ' offline' : '');
+    // the rating: asked once the chat has ended (over the socket), thanked once given
+    this.rateBox.hidden = !(this.closed && this.mode === 'ws' && this.ready && (!this.rated || this.thanked));
+    this.rateForm.hidden = !!this.rated;
+    this.rateThanks.hidden = !this.rated;
+    this.stars.forEach(function (b, i) { b.className = i < (self.score || self.rated || 0) ? 'on' : ''; });
     // Nobody online while the visitor looks: ask again now and then (an agent coming online is
     // otherwise only heard of once they take the conversation or write).
     if (this.ws && this.ready && (this.isOpen || this.launcher.hidden) && !this.agentsOnline && !this.awayTimer) {

@@ -112,8 +112,11 @@ class Visitor(WidgetPage):
 
 
 class Agent:
-    def __init__(self, browser: Any, stack: Any, email: Optional[str] = None, password: Optional[str] = None) -> None:
+    def __init__(self, browser: Any, stack: Any, email: Optional[str] = None, password: Optional[str] = None,
+                 init_script: Optional[str] = None) -> None:
         self.context = browser.new_context(viewport={"width": 1360, "height": 760})
+        if init_script:
+            self.context.add_init_script(init_script)
         self.page = self.context.new_page()
         self.errors: List[str] = []
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))

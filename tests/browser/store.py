@@ -43,7 +43,13 @@ def site_secret(site_id: str) -> str:
     return Site.get(site_id).secret
 
 
-OPERATIONS = {"skip_seq": skip_seq, "site_secret": site_secret}
+def create_agent(site_id: str, email: str, password: str, name: str) -> str:
+    from chalicelib import sites
+
+    return sites.create_agent(site_id, email, password, name).agent_id
+
+
+OPERATIONS = {"skip_seq": skip_seq, "site_secret": site_secret, "create_agent": create_agent}
 
 if __name__ == "__main__":
     print(json.dumps(OPERATIONS[sys.argv[1]](**json.loads(sys.argv[2]))))

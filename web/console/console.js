@@ -20,7 +20,12 @@
     history: null,          // closed conversations, most recently closed first: {ids, next_cursor, loading}
     search: null,           // {query, results, next_cursor, loading}
     visitors: null,         // live visitors: {byId, next_cursor, loading} (the `visitors` action and pushes)
-    hit: null               // {id, seq}: the message a search result opened, highlighted
+    hit: null,              // {id, seq}: the message a search result opened, highlighted
+    agents: {},             // agent id -> {agent_id, name, online, availability} (from `state`)
+    myStatus: 'online',     // online | away (the `status` action)
+    canned: [],             // the site's canned responses
+    labelFilter: '',        // show only conversations with this label
+    view: null              // null (conversations), 'reports' or 'canned': what the main area shows
   };
   // Kept in memory only (never stored), to renew the session before it expires; after a reload the
   // console asks for the password again when the token runs out.
@@ -296,6 +301,8 @@
     loadVisitors(true);
     return request({ action: 'state' }).then(function (s) {
       state.agentsOnline = s.agents_online;
+      takeAgents(s);
+      request({ action: 'canned_list' }).then(function (r) { state.canned = r.responses; renderCannedList(); }, function () {});
       take(s.conversations);
       return more(s.next_cursor);
     }).then(function () {
@@ -326,8 +333,11 @@
           state.conversations[frame.conversation_id].visitor_online = frame.status === 'online';
           renderList(); renderConversation();
         } else if (frame.role === 'agent') {
-          request({ action: 'state' }).then(function (s) { state.agentsOnline = s.agents_online; renderConversation(); }, function () {});
+          request({ action: 'state' }).then(function (s) { state.agentsOnline = s.agents_online; takeAgents(s); renderConversation(); }, function () {});
         }
+        break;
+      case 'canned':
+        state.canned = frame.responses; renderCannedList();
         break;
       case 'page_view':
         var c = state.conversations[frame.conversation_id];
@@ -471,7 +481,7 @@
       if (m.sender.role === 'visitor') showTyping(false);
       markRead();
     }
-    if (live && m.sender.role === 'visitor' && (document.hidden || m.conversation_id !== state.selected)) notify();
+    if (live && m.sender.role === 'visitor' && (document.hidden || m.conversation_id !== state.selected)) notify(m);
     renderList();
   }
 
@@ -487,7 +497,7 @@
     if (v && !v.msgs[ack.seq]) {
       v.msgs[ack.seq] = v.held[ack.seq] = { conversation_id: ack.conversation_id, seq: ack.seq, id: ack.id,
         client_msg_id: ack.client_msg_id, sender: { role: 'agent', id: state.session.agent_id },
-        text: item.text, attachment: item.attachment, created_at: ack.created_at };
+        text: item.text, attachment: item.attachment, note: item.note || undefined, created_at: ack.created_at };
       advance(ack.conversation_id);
     }
     state.outbox = state.outbox.filter(function (o) { return o !== item; });
@@ -509,12 +519,13 @@
     var text = $('text').value.trim();
     if (!text || !state.selected) return;
     $('text').value = '';
-    enqueue(state.selected, { text: text });
+    hideCannedMenu();
+    enqueue(state.selected, { text: text, note: $('note').checked });
   }
 
   function enqueue(conversationId, content) {
     state.outbox.push({ client_msg_id: newId('a'), conversation_id: conversationId, text: content.text || null,
-      attachment: content.attachment || null });
+      attachment: content.attachment || null, note: content.note || undefined });
     saveOutbox();
     renderMessages();
     flushOutbox();
@@ -527,6 +538,7 @@
     state.sending = true;
     var frame = { action: 'send', conversation_id: item.conversation_id, client_msg_id: item.client_msg_id };
     if (item.text) frame.text = item.text;
+    if (item.note) frame.note = true;
     // A message with an attachment goes over REST: only the REST function attaches uploads.
     var sent = item.attachment ? api('POST', '/v1/conversations/' + encodeURIComponent(item.conversation_id) +
       '/messages', { client_msg_id: item.client_msg_id, text: item.text || undefined, attachment: item.attachment })
@@ -570,21 +582,46 @@
 
   // ---- notifications ------------------------------------------------------------------------
 
-  function notify() {
-    if (!document.hidden) return;
-    state.missed++;
-    document.title = '(' + state.missed + ') New message — Kefu';
+  // A visitor wrote where the agent is not looking: a sound, and a desktop notification when the
+  // tab is hidden (permission is asked from a click: browsers refuse it otherwise). The unread
+  // counts (per conversation, and their total in the title) follow from the read marks.
+  function notify(m) {
     try {
       var audio = state.audio = state.audio || new (window.AudioContext || window.webkitAudioContext)();
       var osc = audio.createOscillator(), gain = audio.createGain();
       osc.frequency.value = 880; gain.gain.value = 0.08;
       osc.connect(gain); gain.connect(audio.destination);
       osc.start(); osc.stop(audio.currentTime + 0.15);
-    } catch (e) { /* no audio: the title still says it */ }
+    } catch (e) { /* no audio: the badges and the title still say it */ }
+    state.beeps = (state.beeps || 0) + 1;
+    document.body.setAttribute('data-beeps', String(state.beeps));  // for tests: sound is not observable
+    if (!document.hidden || !window.Notification || Notification.permission !== 'granted') return;
+    var c = state.conversations[m.conversation_id] || {};
+    try {
+      var shown = new Notification(c.visitor_id ? visitorLabel(c) : 'New message', { body: m.text || (m.attachment && m.attachment.name) || '', tag: m.conversation_id });
+      shown.onclick = function () { window.focus(); select(m.conversation_id); shown.close(); };
+    } catch (e) { /* some browsers only notify from a service worker */ }
+  }
+
+  function unreadOf(c) {
+    return c.status === 'closed' ? 0 : Math.max(0, (c.last_seq || 0) - (c.agent_read_seq || 0));
+  }
+
+  function updateTitle() {
+    var total = 0;
+    Object.keys(state.conversations).forEach(function (id) {
+      var c = state.conversations[id];
+      if (inTab(c, 'mine') || inTab(c, 'queue')) total += unreadOf(c);
+    });
+    document.title = (total ? '(' + total + ') ' : '') + 'Kefu — agent console';
+  }
+
+  function showNotificationOffer() {
+    $('enable-notifications').hidden = !window.Notification || Notification.permission !== 'default';
   }
 
   document.addEventListener('visibilitychange', function () {
-    if (!document.hidden) { state.missed = 0; document.title = 'Kefu — agent console'; markRead(); connect(); }
+    if (!document.hidden) { markRead(); connect(); }
   });
 
   function showTyping(on) {
@@ -609,16 +646,19 @@
       var n = all.filter(function (c) { return inTab(c, tab); }).length;
       $('count-' + tab).textContent = n ? n : '';
     });
+    updateTitle();
+    renderLabelFilter(all);
     var live = state.visitors ? Object.keys(state.visitors.byId).length : 0;
     $('count-visitors').textContent = live ? live : '';
     if (state.tab === 'visitors') return renderVisitors();
     if (state.tab === 'history') return renderHistory();
     if (state.tab === 'search') return renderSearch();
     $('list-note').hidden = $('list-more').hidden = true;
-    var shown = all.filter(function (c) { return inTab(c, state.tab); })
+    var shown = all.filter(function (c) { return inTab(c, state.tab) && hasFilterLabel(c); })
       .sort(function (a, b) { return (b.updated_at || 0) - (a.updated_at || 0); });
+    if (!shown.length) listNote(emptyHint(), false);
     var items = shown.map(function (c) {
-      var unread = Math.max(0, (c.last_seq || 0) - (c.agent_read_seq || 0));
+      var unread = unreadOf(c);
       return el('li', { class: c.conversation_id === state.selected ? 'selected' : '', 'data-id': c.conversation_id,
         onclick: function () { select(c.conversation_id); } }, [
         el('span', { class: 'who' }, [el('span', { class: 'dot' + (c.visitor_online ? ' on' : '') }), visitorLabel(c),
@@ -626,10 +666,39 @@
           c.status === 'queued' ? el('span', { class: 'tag', text: 'queued' }) : null]),
         unread ? el('span', { class: 'unread', text: String(unread) }) : el('span'),
         el('span', { class: 'last', text: c.last_text || '—' }),
-        c.current_page ? el('span', { class: 'page', text: '↳ ' + (c.current_page.title || c.current_page.url) }) : null
+        c.current_page ? el('span', { class: 'page', text: '↳ ' + (c.current_page.title || c.current_page.url) }) : null,
+        labelChips(c)
       ]);
     });
     $('conversations').replaceChildren.apply($('conversations'), items);
+  }
+
+  function emptyHint() {
+    if (state.labelFilter) return 'No conversation here has the label “' + state.labelFilter + '”. Choose “All labels” to see every one.';
+    if (state.tab === 'mine') return state.myStatus === 'away' ? 'You are away: new chats go to colleagues who are online. Set yourself Online to get them.'
+      : 'No conversations assigned to you. When a visitor writes, the chat lands here (or in Queue when every agent is busy).';
+    if (state.tab === 'queue') return 'Nobody is waiting. Chats wait here when no agent is online to take them; Claim one to answer it.';
+    return 'No open conversations. They appear here as soon as a visitor writes in the chat on your site.';
+  }
+
+  function labelChips(c) {
+    if (!c.labels || !c.labels.length) return null;
+    return el('span', { class: 'labels' }, c.labels.map(function (l) { return el('span', { class: 'label', text: l }); }));
+  }
+
+  function hasFilterLabel(c) { return !state.labelFilter || (c.labels || []).indexOf(state.labelFilter) >= 0; }
+
+  function renderLabelFilter(all) {
+    var seen = {};
+    all.forEach(function (c) { if (c.status !== 'closed') (c.labels || []).forEach(function (l) { seen[l] = true; }); });
+    var labels = Object.keys(seen).sort();
+    if (state.labelFilter && !seen[state.labelFilter]) labels.push(state.labelFilter);
+    var box = $('label-filter');
+    box.replaceChildren.apply(box, [el('option', { value: '', text: 'All labels' })].concat(labels.map(function (l) {
+      return el('option', { value: l, text: 'Label: ' + l });
+    })));
+    box.value = state.labelFilter;
+    $('label-filter-box').hidden = !labels.length || state.tab === 'history' || state.tab === 'search';
   }
 
   // ---- History (closed conversations, read-only) and search ------------------------------------
@@ -675,12 +744,13 @@
           onclick: function () { select(c.conversation_id); } }, [
           el('span', { class: 'who' }, [visitorLabel(c), el('span', { class: 'tag closed', text: 'closed' })]),
           el('span', { class: 'when', text: when(c.closed_at) }),
-          el('span', { class: 'last', text: c.last_text || '—' })
+          el('span', { class: 'last', text: c.last_text || '—' }),
+          c.rating ? el('span', { class: 'rating last', text: stars(c.rating.score) + (c.rating.comment ? ' “' + c.rating.comment + '”' : '') }) : null
         ]);
       });
     $('conversations').replaceChildren.apply($('conversations'), items);
     listNote(h.loading ? 'Loading…' : h.failed ? 'Could not load the history; reconnecting.' :
-      items.length ? '' : 'No closed conversations yet. Conversations you close are kept here.', !!h.next_cursor && !h.loading);
+      items.length ? '' : 'No closed conversations yet. Close a chat when it is done (or it closes itself when idle) and it is kept here.', !!h.next_cursor && !h.loading);
   }
 
   function runSearch(query, more) {
@@ -819,6 +889,8 @@
   function select(id, atSeq) {
     state.selected = id;
     state.hit = atSeq ? { id: id, seq: atSeq } : null;
+    showView(null);
+    $('app').classList.add('show-chat');
     $('empty').hidden = true;
     $('conversation').hidden = false;
     renderList();
@@ -840,8 +912,10 @@
     var closed = c.status === 'closed', mine = c.agent_id === state.session.agent_id;
     $('conversation').setAttribute('data-status', c.status);
     $('visitor-name').textContent = visitorLabel(c);
-    $('visitor-status').textContent = (c.visitor_online ? 'online' : 'offline') + ' · ' +
-      (closed ? 'closed' : c.status + (c.agent_id ? (mine ? ' to me' : ' to ' + c.agent_id) : ''));
+    $('visitor-status').textContent = (c.visitor_online ? 'online' : 'offline') + ' · ' + (closed ? closedBy(c) :
+      c.status === 'assigned' ? 'assigned to ' + (mine ? 'me' : agentName(c.agent_id)) : c.status) +
+      (c.rating ? ' · rated ' + stars(c.rating.score) : '');
+    renderLabels(c);
     $('claim').hidden = mine || closed;
     $('close-conversation').hidden = closed;
     $('closed-note').hidden = !closed;
@@ -849,7 +923,10 @@
     $('composer').hidden = closed;  // read-only: the visitor's next message reopens it
     var select = $('transfer-to');
     var others = state.agentsOnline.filter(function (a) { return a !== state.session.agent_id; });
-    select.replaceChildren.apply(select, others.map(function (a) { return el('option', { value: a, text: a }); }));
+    select.replaceChildren.apply(select, others.map(function (a) {
+      var who = state.agents[a];
+      return el('option', { value: a, text: agentName(a) + (who && who.availability === 'away' ? ' (away)' : '') });
+    }));
     select.hidden = $('transfer').hidden = others.length === 0 || closed;
     renderDetails();
     renderMessages();
@@ -870,11 +947,15 @@
     });
     var seen = state.pages[c.conversation_id] || c.pages || [];
     var pages = seen.slice().reverse().map(function (p) { return el('li', { text: (p.title ? p.title + ' — ' : '') + p.url }); });
-    box.replaceChildren(
+    var rated = c.rating ? [el('h3', { text: 'Rating' }), el('p', { class: 'rating', text: stars(c.rating.score) + ' ' + c.rating.score + '/5' +
+      (c.rating.comment ? ' — “' + c.rating.comment + '”' : '') })] : [];
+    var hide = el('button', { type: 'button', id: 'hide-details', class: 'details-toggle link', text: '‹ Back to the chat',
+      onclick: function () { $('app').classList.remove('show-details'); } });
+    box.replaceChildren.apply(box, [hide].concat(rated, [
       el('h3', { text: 'Visitor' }), el('dl', {}, rows),
       el('h3', { text: 'Current page' }), el('p', { text: c.current_page ? c.current_page.url : '—' }),
       el('h3', { text: 'Pages seen (' + Math.max(c.page_count || 0, seen.length) + ')' }), el('ol', { id: 'pages' }, pages)
-    );
+    ]));
   }
 
   function renderMessages(keepScroll) {
@@ -924,15 +1005,204 @@
     var status = unsent ? (unsent.failed ? 'not sent: ' + unsent.failed : 'sending') :
       mine ? ((c.visitor_read_seq || 0) >= m.seq ? 'read' : 'sent') : '';
     var when = m.created_at ? new Date(m.created_at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) : '';
-    var meta = el('div', { class: 'meta', text: [when, status].filter(Boolean).join(' · ') });
+    var who = mine ? (m.sender.id && m.sender.id !== state.session.agent_id ? agentName(m.sender.id) : 'You') : '';
+    var meta = el('div', { class: 'meta', text: [m.note ? 'Internal note' : '', who, when, status].filter(Boolean).join(' · ') });
     if (unsent && unsent.failed) {
       meta.appendChild(el('button', { class: 'link', type: 'button', text: ' Retry', onclick: function () {
         delete unsent.failed; saveOutbox(); renderMessages(); flushOutbox();
       } }));
     }
     var hit = state.hit && state.hit.id === id && state.hit.seq === m.seq;
-    return el('div', { class: 'msg ' + (mine ? 'agent' : 'visitor') + (unsent ? ' unsent' : '') + (unsent && unsent.failed ? ' failed' : '') + (hit ? ' hit' : ''),
+    return el('div', { class: 'msg ' + (mine ? 'agent' : 'visitor') + (m.note ? ' note' : '') + (unsent ? ' unsent' : '') + (unsent && unsent.failed ? ' failed' : '') + (hit ? ' hit' : ''),
       'data-seq': m.seq || '' }, [bubble, meta]);
+  }
+
+  // ---- agents: names, status (online / away) -----------------------------------------------
+
+  function takeAgents(s) {
+    if (!s.agents) return;
+    state.agents = {};
+    s.agents.forEach(function (a) { state.agents[a.agent_id] = a; });
+    if (s.status) { state.myStatus = s.status; $('my-status').value = s.status; }
+  }
+
+  function agentName(id) { return (state.agents[id] && state.agents[id].name) || id || ''; }
+
+  function closedBy(c) {
+    if (c.closed_by === 'auto') return 'closed automatically (idle)';
+    if (!c.closed_by) return 'closed';
+    return 'closed by ' + (c.closed_by === state.session.agent_id ? 'me' : agentName(c.closed_by));
+  }
+
+  function stars(score) { return '★★★★★'.slice(0, score) + '☆☆☆☆☆'.slice(0, 5 - score); }
+
+  // ---- labels -------------------------------------------------------------------------------
+
+  function renderLabels(c) {
+    var box = $('labels');
+    var chips = (c.labels || []).map(function (l) {
+      return el('span', { class: 'label' }, [l, el('button', { type: 'button', 'aria-label': 'Remove label ' + l, text: '×',
+        onclick: function () { act({ action: 'label', conversation_id: c.conversation_id, remove: [l] }); } })]);
+    });
+    var input = el('input', { id: 'label-input', placeholder: '+ label', maxlength: '30', 'aria-label': 'Add a label' });
+    input.addEventListener('keydown', function (e) {
+      if (e.key !== 'Enter' || e.isComposing) return;
+      e.preventDefault();
+      var value = input.value.trim();
+      if (value) act({ action: 'label', conversation_id: c.conversation_id, add: [value] });
+    });
+    box.replaceChildren.apply(box, chips.concat([input]));
+  }
+
+  // ---- canned responses: "/" in the reply box ----------------------------------------------
+
+  function cannedMatches(query) {
+    var q = query.toLowerCase();
+    return state.canned.filter(function (r) {
+      return r.shortcut.indexOf(q) === 0 || (q && r.text.toLowerCase().indexOf(q) >= 0);
+    }).slice(0, 8);
+  }
+
+  function updateCannedMenu() {
+    var value = $('text').value, menu = $('canned-menu');
+    var m = /^\/(\S*)$/.exec(value);
+    if (!m) { hideCannedMenu(); return; }
+    var found = cannedMatches(m[1]);
+    state.cannedActive = Math.min(state.cannedActive || 0, Math.max(0, found.length - 1));
+    var items = found.map(function (r, i) {
+      return el('li', { role: 'option', class: i === state.cannedActive ? 'active' : '', 'data-shortcut': r.shortcut,
+        onmousedown: function (e) { e.preventDefault(); insertCanned(r); } }, [el('b', { text: '/' + r.shortcut }), el('span', { text: r.text })]);
+    });
+    if (!items.length) {
+      items = [el('li', { class: 'none', text: state.canned.length ? 'No canned response starts with “' + m[1] + '”.'
+        : 'No canned responses yet: add them under “Canned responses”.' })];
+    }
+    menu.replaceChildren.apply(menu, items);
+    menu.hidden = false;
+    state.cannedFound = found;
+  }
+
+  function hideCannedMenu() { $('canned-menu').hidden = true; state.cannedFound = null; state.cannedActive = 0; }
+
+  function insertCanned(r) {
+    $('text').value = r.text;
+    hideCannedMenu();
+    $('text').focus();
+  }
+
+  function renderCannedList() {
+    var list = $('canned-list');
+    var items = state.canned.map(function (r) {
+      return el('li', { 'data-shortcut': r.shortcut }, [el('b', { text: '/' + r.shortcut }), el('span', { text: r.text }),
+        el('button', { type: 'button', class: 'link', text: 'Delete', onclick: function () {
+          request({ action: 'canned_delete', shortcut: r.shortcut }).then(function (f) { state.canned = f.responses; renderCannedList(); },
+            function (err) { $('canned-error').textContent = err.message || 'Not connected'; });
+        } })]);
+    });
+    if (!items.length) items = [el('li', { class: 'empty-hint', text: 'No canned responses yet. Save the answers you give often: a shortcut and its text.' })];
+    list.replaceChildren.apply(list, items);
+  }
+
+  // ---- reports: aggregates by day, drawn as plain SVG bars -----------------------------------
+
+  function svg(tag, attrs) {
+    var node = document.createElementNS('http://www.w3.org/2000/svg', tag);
+    Object.keys(attrs).forEach(function (k) { node.setAttribute(k, attrs[k]); });
+    return node;
+  }
+
+  function barChart(values, labels, format) {
+    var width = 300, height = 120, top = Math.max.apply(null, values.map(function (v) { return v || 0; }).concat([1]));
+    var chart = svg('svg', { viewBox: '0 0 ' + width + ' ' + height, role: 'img', preserveAspectRatio: 'none' });
+    var step = width / Math.max(1, values.length), bar = Math.max(1, step * 0.7);
+    values.forEach(function (v, i) {
+      var h = Math.round((v || 0) / top * (height - 22));
+      var rect = svg('rect', { x: (i * step + (step - bar) / 2).toFixed(1), y: height - 12 - h, width: bar.toFixed(1), height: h });
+      var tip = svg('title', {}); tip.textContent = labels[i] + ': ' + (v == null ? '—' : format(v));
+      rect.appendChild(tip);
+      chart.appendChild(rect);
+    });
+    [0, values.length - 1].forEach(function (i) {
+      if (i < 0 || !labels[i]) return;
+      var t = svg('text', { x: i ? width : 0, y: height - 1, 'text-anchor': i ? 'end' : 'start' });
+      t.textContent = labels[i].slice(5);
+      chart.appendChild(t);
+    });
+    return chart;
+  }
+
+  function duration(ms) {
+    if (ms == null) return '—';
+    var s = Math.round(ms / 1000);
+    if (s < 60) return s + ' s';
+    if (s < 3600) return Math.round(s / 60) + ' min';
+    return (s / 3600).toFixed(1) + ' h';
+  }
+
+  function chartCard(title, big, chart) {
+    return el('div', { class: 'chart' }, [el('h3', { text: title }), el('div', { class: 'big', text: big }), chart]);
+  }
+
+  function loadReports() {
+    var days = Number($('report-range').value), to = new Date(), from = new Date(to.getTime() - (days - 1) * 86400000);
+    var iso = function (d) { return d.toISOString().slice(0, 10); };
+    var who = $('report-agent'), chosen = who.value;
+    who.replaceChildren.apply(who, [el('option', { value: '', text: 'Whole site' })].concat(Object.keys(state.agents).map(function (id) {
+      return el('option', { value: id, text: agentName(id) });
+    })));
+    who.value = chosen;
+    var frame = { action: 'reports', from: iso(from), to: iso(to) };
+    if (who.value) frame.agent_id = who.value;
+    $('report-body').replaceChildren(el('p', { class: 'hint', text: 'Loading…' }));
+    request(frame).then(renderReports, function (err) {
+      $('report-body').replaceChildren(el('p', { class: 'error', text: err.message || 'Not connected' }));
+    });
+  }
+
+  function renderReports(r) {
+    var labels = r.days.map(function (d) { return d.day; });
+    var pick = function (k) { return r.days.map(function (d) { return d[k]; }); };
+    var t = r.totals, byScore = [1, 2, 3, 4, 5].map(function (n) { return t.ratings_by_score[String(n)]; });
+    var rows = Object.keys(r.agents).map(function (id) {
+      var a = r.agents[id];
+      return el('tr', { 'data-agent': id }, [el('td', { text: agentName(id) }), el('td', { text: String(a.resolved) }),
+        el('td', { text: duration(a.first_response_ms_avg) }), el('td', { text: duration(a.resolution_ms_avg) }),
+        el('td', { text: a.ratings ? a.rating_avg + ' (' + a.ratings + ')' : '—' })]);
+    });
+    var table = el('table', { class: 'agents-table' }, [el('thead', {}, [el('tr', {}, ['Agent', 'Closed', 'First response', 'Resolution', 'Rating']
+      .map(function (h) { return el('th', { text: h }); }))]), el('tbody', {}, rows.length ? rows :
+      [el('tr', {}, [el('td', { colspan: '5', text: 'No agent has replied or closed a chat in this period yet.' })])])]);
+    $('report-body').replaceChildren(
+      chartCard(r.agent_id ? 'Conversations handed to ' + agentName(r.agent_id) + ' per day' : 'Conversations per day', String(t.conversations), barChart(pick('conversations'), labels, String)),
+      chartCard('First response time (average)', duration(t.first_response_ms_avg), barChart(pick('first_response_ms_avg'), labels, duration)),
+      chartCard('Resolution time (average)', duration(t.resolution_ms_avg), barChart(pick('resolution_ms_avg'), labels, duration)),
+      el('div', { class: 'chart', id: 'ratings-chart' }, [el('h3', { text: 'Ratings' }),
+        el('div', { class: 'big', text: t.ratings ? t.rating_avg + ' / 5 · ' + t.ratings + ' rating' + (t.ratings > 1 ? 's' : '') : 'No ratings yet' }),
+        barChart(byScore, ['1 ★', '2 ★', '3 ★', '4 ★', '5 ★'].map(function (x) { return '     ' + x; }), String)]),
+      table);
+  }
+
+  // ---- the main area: a conversation, the reports or the canned responses ----------------------
+
+  function showView(name) {
+    state.view = name;
+    $('reports').hidden = name !== 'reports';
+    $('canned').hidden = name !== 'canned';
+    if (name) {
+      $('empty').hidden = true;
+      $('conversation').hidden = true;
+      $('app').classList.add('show-chat');
+    } else {
+      $('empty').hidden = !!state.selected;
+      $('conversation').hidden = !state.selected;
+    }
+    if (name === 'reports') loadReports();
+    if (name === 'canned') renderCannedList();
+  }
+
+  function backToList() {
+    $('app').classList.remove('show-chat', 'show-details');
+    if (state.view) showView(null);
   }
 
   // ---- wiring -------------------------------------------------------------------------------
@@ -953,10 +1223,53 @@
     if (state.tab === 'visitors') loadVisitors(false);
     else if (state.tab === 'history') loadHistory(false); else if (state.tab === 'search') runSearch(null, true);
   });
+  $('my-status').addEventListener('change', function () {
+    var wanted = $('my-status').value;
+    request({ action: 'status', status: wanted }).then(function (r) { state.myStatus = r.status; renderList(); },
+      function (err) { $('my-status').value = state.myStatus; alert(err.message || 'Not connected'); });
+  });
+  $('label-filter').addEventListener('change', function () { state.labelFilter = $('label-filter').value; renderList(); });
+  $('open-reports').addEventListener('click', function () { showView('reports'); });
+  $('open-canned').addEventListener('click', function () { showView('canned'); });
+  $('report-range').addEventListener('change', loadReports);
+  $('report-agent').addEventListener('change', loadReports);
+  Array.prototype.forEach.call(document.querySelectorAll('[data-back]'), function (b) { b.addEventListener('click', backToList); });
+  $('back').addEventListener('click', backToList);
+  $('show-details').addEventListener('click', function () { $('app').classList.toggle('show-details'); });
+  $('details').addEventListener('click', function (e) { if (e.target === $('details')) $('app').classList.remove('show-details'); });
+  $('canned-form').addEventListener('submit', function (e) {
+    e.preventDefault();
+    $('canned-error').textContent = '';
+    request({ action: 'canned_save', shortcut: $('canned-shortcut').value, text: $('canned-text').value }).then(function (r) {
+      state.canned = r.responses; renderCannedList();
+      $('canned-shortcut').value = $('canned-text').value = '';
+    }, function (err) { $('canned-error').textContent = err.message || 'Not connected'; });
+  });
+  $('note').addEventListener('change', function () {
+    $('composer').classList.toggle('noting', $('note').checked);
+    $('text').placeholder = $('note').checked ? 'Internal note: only agents see it' : 'Reply… (/ for canned responses)';
+  });
+  $('enable-notifications').addEventListener('click', function () {
+    Notification.requestPermission().then(showNotificationOffer, showNotificationOffer);
+  });
+  showNotificationOffer();
   $('composer').addEventListener('submit', function (e) { e.preventDefault(); sendText(); });
   $('text').addEventListener('keydown', function (e) {
+    var found = state.cannedFound;
+    if (found && found.length && !$('canned-menu').hidden) {
+      if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+        e.preventDefault();
+        state.cannedActive = (state.cannedActive + (e.key === 'ArrowDown' ? 1 : found.length - 1)) % found.length;
+        updateCannedMenu();
+        return;
+      }
+      if ((e.key === 'Enter' || e.key === 'Tab') && !e.isComposing) { e.preventDefault(); insertCanned(found[state.cannedActive || 0]); return; }
+    }
+    if (e.key === 'Escape') { hideCannedMenu(); return; }
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); sendText(); }
   });
+  $('text').addEventListener('input', updateCannedMenu);
+  $('text').addEventListener('blur', function () { setTimeout(hideCannedMenu, 150); });
   $('text').addEventListener('input', function () {
     var now = Date.now();
     if (!state.selected || !state.ready || now - (state.typingSent || 0) < 3000) return;
