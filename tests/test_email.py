@@ -193,3 +193,26 @@ def test_a_backlog_longer_than_a_page_is_sent_in_one_run(harness, mailbox, timel
     assert outbox.deliver_due() == {"sent": outbox.PAGE + 5}
     assert len(mailbox.mails()) == outbox.PAGE + 5
     assert all(m["to"] == ["ann@shop.example"] and "\n" not in m["subject"] for m in mailbox.mails())
+
+
+def test_internal_notes_are_never_emailed_to_the_visitor(harness, mailbox, timeline):
+    """A note to colleagues while the visitor is gone queues no reply email, and a transcript leaves
+    it out (issue 16's notes meet issue 15's email)."""
+    from chalicelib.config import settings
+
+    site, agent, agent_conn, visitor, visitor_conn = harness.chat()
+    cid = visitor["conversation_id"]
+    harness.rest("POST", "/v1/visitor/contact", {"email": "vera@mail.example", "transcript": True},
+                 token=visitor["token"])
+    harness.say(visitor, "Is the red teapot in stock?")
+    harness.disconnect(visitor_conn)
+    harness.reply(agent_conn, {"action": "send", "conversation_id": cid, "client_msg_id": "n1", "note": True,
+                               "text": "internal: supplier is late, do not promise a date"})
+    assert mails_of("reply") == []  # a note is no reply
+    harness.reply(agent_conn, {"action": "send", "conversation_id": cid, "client_msg_id": "a1", "text": "Yes, it is."})
+    harness.reply(agent_conn, {"action": "close", "conversation_id": cid})
+    timeline(settings().mail_reply_delay + 1)
+    outbox.deliver_due()
+    texts = [m["text"] for m in mailbox.mails() if m["to"] == ["vera@mail.example"]]
+    assert texts and any("Yes, it is." in t for t in texts)
+    assert not any("supplier is late" in t for t in texts)
