@@ -124,8 +124,8 @@
     'form[hidden]{display:none}',
     'input[type=file]{display:none}',
     '.rate{padding:10px 14px;border-top:1px solid #e6e8eb;font-size:13px;display:flex;flex-direction:column;gap:6px}',
-    '.rate[hidden],.ask[hidden],.thanks[hidden]{display:none}',
-    '.ask{display:flex;flex-direction:column;gap:6px}',
+    '.rate[hidden],.rate-form[hidden],.thanks[hidden]{display:none}',
+    '.rate-form{display:flex;flex-direction:column;gap:6px}',
     '.stars button{border:0;background:none;font-size:24px;cursor:pointer;color:#c8ccd1;padding:0 2px}',
     '.stars button.on{color:#f5a524}',
     '.rate input{border:1px solid #d7dade;border-radius:8px;padding:6px 8px;font-size:13px}',
@@ -529,7 +529,7 @@
     var go = $('button', { class: 'go', type: 'button', text: t.rateSend, onclick: function () { self.sendRating(); } });
     go.style.background = color;
     this.rateThanks = $('div', { class: 'thanks', text: t.rateThanks, hidden: '' });
-    this.rateForm = $('div', { class: 'ask' }, [$('div', { text: t.rateAsk }), $('div', { class: 'stars' }, this.stars), this.rateComment, go]);
+    this.rateForm = $('div', { class: 'rate-form' }, [$('div', { text: t.rateAsk }), $('div', { class: 'stars' }, this.stars), this.rateComment, go]);
     return $('div', { class: 'rate', hidden: '' }, [this.rateForm, this.rateThanks]);
   };
 
