@@ -49,7 +49,7 @@ log = logging.getLogger("local.lambda")
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 INIT_TIMEOUT_S = 10.0  # Lambda's limit for the init phase (the handler's import)
 DEFAULT_PER_FUNCTION = 4
-DEFAULT_TOTAL = 12
+DEFAULT_TOTAL = 28  # 7 functions x 4: a burst on one never evicts (and cold-starts) the others
 DEFAULT_IDLE_SECONDS = 600.0
 # The worker module is imported from this checkout, then the checkout leaves sys.path: the
 # function sees its own project folder only (its cwd, first on sys.path), as on Lambda.

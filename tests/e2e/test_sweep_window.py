@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import statistics
 import threading
@@ -174,7 +175,8 @@ class RecordWatch:
 
 
 def _sweep_runs(lines: List[str]) -> int:
-    return sum(1 for line in lines if "schedule:heartbeat_sweep" in line)
+    """Runs of the sweep function, from the runtime's one line per invocation."""
+    return sum(1 for line in lines if re.search(r"\bHeartbeatSweep\s+schedule\b", line))
 
 
 def _cpu_seconds(pid: int) -> float:
