@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from pynamodb.connection import Connection as PynamoConnection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
@@ -522,16 +522,7 @@ def list_for_agent(identity: Identity, include_closed: bool = False, cursor: Any
     rows = [(e, by_id[e.conversation_id]) for e in page if e.conversation_id in by_id
             # an open list skips what was closed since the (eventually consistent) index was read
             and (include_closed or by_id[e.conversation_id].status != "closed")]
-    rendered = dict(zip((e.conversation_id for e, _ in rows), views([c for _, c in rows])))
-    shown, last, left_over = paging.take(rows, limit, lambda row: rendered[row[0].conversation_id])
-    if left_over:
-        last_entry = last[0]
-    elif len(entries) > limit:
-        last_entry = page[-1]
-    else:
-        return shown, None
-    position = last_entry.created_at if include_closed else last_entry.opened_at
-    return shown, paging.encode_cursor([int(position), last_entry.conversation_id])
+    return _page_of(rows, entries, limit, lambda e: e.created_at if include_closed else e.opened_at)
 
 
 def _closed_page(site_id: str, cursor: Any, limit: int) -> Tuple[List[Dict[str, Any]], Optional[str]]:
@@ -549,15 +540,22 @@ def _closed_page(site_id: str, cursor: Any, limit: int) -> Tuple[List[Dict[str, 
     # the index is eventually consistent: one reopened since is not history any more
     rows = [(e, by_id[e.conversation_id]) for e in page
             if e.conversation_id in by_id and by_id[e.conversation_id].status == "closed"]
+    return _page_of(rows, entries, limit, lambda e: e.closed_at)
+
+
+def _page_of(rows: List[Tuple[Any, Conversation]], entries: List[Any], limit: int,
+             position: Callable[[Any], Any]) -> Tuple[List[Dict[str, Any]], Optional[str]]:
+    """A page of (index entry, conversation) rows as views, and the cursor after its last entry
+    (``position``: that entry's index sort key); None when the index has nothing after it."""
     rendered = dict(zip((e.conversation_id for e, _ in rows), views([c for _, c in rows])))
     shown, last, left_over = paging.take(rows, limit, lambda row: rendered[row[0].conversation_id])
     if left_over:
         last_entry = last[0]
     elif len(entries) > limit:
-        last_entry = page[-1]
+        last_entry = entries[limit - 1]
     else:
         return shown, None
-    return shown, paging.encode_cursor([int(last_entry.closed_at), last_entry.conversation_id])
+    return shown, paging.encode_cursor([int(position(last_entry)), last_entry.conversation_id])
 
 
 def _batch_get(conversation_ids: Iterable[str]) -> List[Conversation]:
