@@ -111,6 +111,8 @@ def register(connection_id: str, identity: Identity, site: Site) -> None:
             frame = presence_frame(identity, "online")
             frame["availability"] = "away" if identity.subject in as_dict(site.agent_away) else "online"
             push(others, frame)
+            if online_agents(site) == [identity.subject]:
+                tell_visitors_agents_online(site, identity, "online")
     else:
         conversation = Conversation(identity.conversation_id)
         try:
@@ -147,6 +149,20 @@ def agent_connections(site: Site) -> List[str]:
 
 def online_agents(site: Site) -> List[str]:
     return sorted(set(as_dict(site.agent_conns).values()))
+
+
+def site_visitor_connections(site_id: str) -> List[str]:
+    """Every live visitor connection of a site: a Query of the sparse site-visitors-index (its
+    keys, about 100 bytes each), never a scan."""
+    return [entry.visitor_key.split(" ", 1)[1] for entry in Connection.site_visitors_index.query(site_id)]
+
+
+def tell_visitors_agents_online(site: Site, identity: Identity, status: str) -> None:
+    """The site's first agent came online, or its last went: every visitor's widget says so at
+    once, with the count in the frame so that no widget has to ask (only on these two changes)."""
+    frame = presence_frame(identity, status)
+    frame["agents_online"] = len(online_agents(site))
+    push(site_visitor_connections(site.site_id), frame)
 
 
 @dataclass
@@ -196,6 +212,8 @@ def drop(connection_id: str, identity: Optional[Identity] = None,
         if identity.subject not in set(as_dict(site.agent_conns).values()):
             dropped.agent_offline = True
             push(agent_connections(site), presence_frame(identity, "offline"))
+            if not online_agents(site):
+                tell_visitors_agents_online(site, identity, "offline")
     else:
         conversation = Conversation(identity.conversation_id)
         try:

@@ -29,17 +29,28 @@ def management_endpoint() -> Optional[str]:
     return settings().ws_management_endpoint or _endpoint_from_event
 
 
-@functools.lru_cache(maxsize=4)
-def _client(endpoint: str) -> Any:
-    import boto3  # in the Lambda runtime; imported here so REST-only paths never pay for it
-    from botocore.config import Config
+_clients: Dict[str, Any] = {}
+_clients_lock = threading.Lock()
 
-    return boto3.client(
-        "apigatewaymanagementapi",
-        endpoint_url=endpoint,
-        region_name=settings().region,
-        config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2}),
-    )
+
+def _client(endpoint: str) -> Any:
+    """One Management API client per endpoint, built once: threads pushing at once (a sweep's drops)
+    wait for the first to build it rather than each building their own."""
+    client = _clients.get(endpoint)
+    if client is not None:
+        return client
+    with _clients_lock:
+        if endpoint not in _clients:
+            import boto3  # in the Lambda runtime; imported here so REST-only paths never pay for it
+            from botocore.config import Config
+
+            _clients[endpoint] = boto3.client(
+                "apigatewaymanagementapi",
+                endpoint_url=endpoint,
+                region_name=settings().region,
+                config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2}),
+            )
+        return _clients[endpoint]
 
 
 @functools.lru_cache(maxsize=1)

@@ -6,7 +6,8 @@ Access patterns (all by key or index, never a Scan) are listed in docs/dynamodb.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Type
+import threading
+from typing import Any, Dict, List, Optional, Tuple, Type
 
 from pynamodb.attributes import (
     BooleanAttribute,
@@ -24,9 +25,35 @@ from pynamodb.indexes import (
     KeysOnlyProjection,
     LocalSecondaryIndex,
 )
+from pynamodb.connection import TableConnection
 from pynamodb.models import Model
 
 from chalicelib.config import settings
+
+
+class Table(Model):
+    """The base of every table: all of them share one botocore client per endpoint.
+
+    pynamodb gives each model its own client, built on first use with its own botocore session
+    (about 40 ms each, and racing threads may each build one): a function touching five tables
+    built five on its cold start. The client is built once, under a lock, and handed to each
+    table's connection as it is first used; the clients are alike (one config, one endpoint)."""
+
+    @classmethod
+    def _get_connection(cls) -> TableConnection:
+        table = super()._get_connection()
+        connection = table.connection
+        if connection._client is None:  # not built yet: pynamodb builds it lazily as well
+            key = (connection.host, connection.region)
+            with _clients_lock:
+                if key not in _clients:
+                    _clients[key] = connection.client
+                connection._client = _clients[key]
+        return table
+
+
+_clients: Dict[Tuple[Optional[str], Optional[str]], Any] = {}
+_clients_lock = threading.Lock()
 
 
 def _meta(name: str) -> Type:
@@ -45,7 +72,7 @@ def _meta(name: str) -> Type:
     return Meta
 
 
-class Site(Model):
+class Site(Table):
     """A tenant. Also holds the live roster of its agents' connections (read once per message).
 
     Agents' loads are not stored: they are counted from the open-conversations index when an
@@ -69,7 +96,7 @@ class Site(Model):
     agent_away = MapAttribute(default=dict)
 
 
-class Agent(Model):
+class Agent(Table):
     Meta = _meta("agents")
     site_id = UnicodeAttribute(hash_key=True)
     email = UnicodeAttribute(range_key=True)
@@ -85,7 +112,7 @@ class Agent(Model):
     avatar_url = UnicodeAttribute(null=True)  # shown to visitors beside the agent's messages
 
 
-class Visitor(Model):
+class Visitor(Table):
     """Who a visitor is and what they browse: everything about them that grows lives here, so the
     conversation item, rewritten by every message, stays small."""
 
@@ -153,7 +180,7 @@ class SiteClosedIndex(GlobalSecondaryIndex):
     closed_at = NumberAttribute(range_key=True)
 
 
-class Conversation(Model):
+class Conversation(Table):
     """Rewritten by every message (the seq counter), so kept under 1 KB: fixed-size fields, a
     140-character preview and at most ``MAX_VISITOR_CONNECTIONS`` connection ids."""
 
@@ -211,7 +238,7 @@ class MessageSeqIndex(LocalSecondaryIndex):
     seq = NumberAttribute(range_key=True)
 
 
-class Message(Model):
+class Message(Table):
     """Keyed by the client's message id, so a retried send finds its original by key."""
 
     Meta = _meta("messages")
@@ -256,7 +283,7 @@ class SiteVisitorsIndex(GlobalSecondaryIndex):
     visitor_key = UnicodeAttribute(range_key=True)  # visitor id + " " + connection id
 
 
-class Connection(Model):
+class Connection(Table):
     """A live WebSocket connection, or (role ``requeue``) a timer on the last-seen index: an agent's
     conversations to re-queue once it comes due, unless the agent is back (chalicelib/sweep.py)."""
 
@@ -276,7 +303,7 @@ class Connection(Model):
     site_visitors_index = SiteVisitorsIndex()
 
 
-class CannedResponse(Model):
+class CannedResponse(Table):
     """An agent's canned response, per site (chalicelib/canned.py): at most MAX_CANNED per site, each
     a short shortcut and at most MAX_CANNED_TEXT characters, so the whole list fits one frame."""
 
@@ -288,7 +315,7 @@ class CannedResponse(Model):
     created_at = NumberAttribute()
 
 
-class ReportDay(Model):
+class ReportDay(Table):
     """A site's report aggregates for one UTC day (chalicelib/reports.py): counters added to at events
     that write anyway (a conversation opening, the first agent reply, a close, a rating), never by
     scanning. Per-agent counters are top-level attributes named ``<counter>:<agent id>`` on the same
@@ -299,7 +326,7 @@ class ReportDay(Model):
     day = UnicodeAttribute(range_key=True)  # YYYY-MM-DD, UTC
 
 
-class Limit(Model):
+class Limit(Table):
     """Counters behind the limits that must hold across function instances (chalicelib/limits.py):
     one small item per key and window, or per account for login failures; gone by TTL."""
 
@@ -310,7 +337,7 @@ class Limit(Model):
     expires_at = NumberAttribute()  # DynamoDB TTL attribute
 
 
-class SearchEntry(Model):
+class SearchEntry(Table):
     """The search index (chalicelib/search.py, docs/search.md), written only by the stream handler.
 
     A posting: ``term_key`` = site id + "#" + term, ``ref`` = created-at (ms, 13 digits) + "#" +
@@ -343,7 +370,7 @@ class MailDueIndex(GlobalSecondaryIndex):
     due_at = NumberAttribute(range_key=True)
 
 
-class Mail(Model):
+class Mail(Table):
     """An email to send, written with the event it tells of and sent by the mail schedule
     (chalicelib/outbox.py), never on the chat path's clock. What it says is composed when it is
     sent, from the conversation as it is then; kept a while after, for the record."""

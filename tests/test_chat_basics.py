@@ -108,3 +108,28 @@ def test_presence_of_visitor_reaches_agents(harness):
     assert harness.mgmt.of_type(agent_conn, "presence")[-1]["status"] == "online"
     harness.disconnect(visitor_conn)
     assert harness.mgmt.of_type(agent_conn, "presence")[-1]["status"] == "offline"
+
+
+def test_the_sites_first_agent_and_its_last_reach_every_live_visitor_with_the_count(harness):
+    site = harness.site()
+    ann = harness.agent(site.site_id, email="ann@shop.example")
+    bob = harness.agent(site.site_id, email="bob@shop.example")
+    visitors = [harness.visitor(site.site_id) for _ in range(2)]
+    visitor_conns = [harness.connect(v["token"])[0] for v in visitors]
+    other_site = harness.site()
+    stranger_conn, _ = harness.connect(harness.visitor(other_site.site_id)["token"])
+
+    def agent_presence(conn):
+        return [(f["id"], f["status"], f.get("agents_online")) for f in harness.mgmt.of_type(conn, "presence")]
+
+    ann_conn, _ = harness.connect(ann["token"])
+    bob_conn, _ = harness.connect(bob["token"])  # the second agent: visitors already know someone is online
+    for conn in visitor_conns:
+        assert agent_presence(conn) == [(ann["agent_id"], "online", 1)]
+    harness.disconnect(ann_conn)
+    for conn in visitor_conns:
+        assert agent_presence(conn) == [(ann["agent_id"], "online", 1)]
+    harness.disconnect(bob_conn)
+    for conn in visitor_conns:
+        assert agent_presence(conn) == [(ann["agent_id"], "online", 1), (bob["agent_id"], "offline", 0)]
+    assert agent_presence(stranger_conn) == []

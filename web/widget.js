@@ -803,7 +803,7 @@
         if (state.conversation.rating) self.rated = state.conversation.rating.score;
       }
       self.render();
-    }).catch(function () {});
+    }).catch(function () { self.render(); });  // render asks again later while nobody is online
   };
 
   // REST mode: sync on a timer, fast while the chat is open, slow while closed; now and then try a socket again.
@@ -909,7 +909,10 @@
         if (frame.from && frame.from.role === 'agent') { this.showTyping(frame.is_typing); this.agentSeen(); }
         break;
       case 'presence':
-        if (frame.role === 'agent') {
+        if (frame.role === 'agent' && typeof frame.agents_online === 'number') {
+          // the site's first agent came online or its last left: the count comes with the frame
+          this.agentsOnline = frame.agents_online; this.render();
+        } else if (frame.role === 'agent') {
           if (frame.status === 'online') this.agentSeen();
           this.refreshState();
         }
