@@ -137,20 +137,35 @@ def check_runtime_matches(template: dict) -> str:
 
 def precompile(zip_path: pathlib.Path, prefix: str, run_dir: str) -> int:
     """Add __pycache__/*.<this Python's tag>.pyc for every module in the zip (``prefix``: where the
-    modules sit inside it); ``run_dir`` is where Lambda unpacks it. Returns the number compiled."""
+    modules sit inside it); ``run_dir`` is where Lambda unpacks it. Returns the number compiled.
+
+    Any .pyc already in the zip is dropped first: `chalice package` copies chalicelib/__pycache__
+    from the checkout, and those check their source's mtime, which a zip keeps only to 2 s and an
+    unpacking may not keep at all; a stale one makes Python compile the module again on every cold
+    start. Ours are unchecked-hash .pyc: the package never changes once built."""
     with tempfile.TemporaryDirectory() as tmp:
         tree = pathlib.Path(tmp)
+        _drop_compiled(zip_path)
         with zipfile.ZipFile(zip_path) as archive:
             archive.extractall(tree)
-            names = set(archive.namelist())
         root = tree / prefix if prefix else tree
-        compileall.compile_dir(str(root), ddir=run_dir, quiet=2, workers=1,
+        compileall.compile_dir(str(root), ddir=run_dir, quiet=2, workers=1, force=True,
                                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
-        compiled = [p for p in tree.rglob("*.pyc") if p.relative_to(tree).as_posix() not in names]
+        compiled = sorted(tree.rglob("*.pyc"))
         with zipfile.ZipFile(zip_path, "a", zipfile.ZIP_DEFLATED) as archive:
-            for path in sorted(compiled):
+            for path in compiled:
                 archive.write(path, path.relative_to(tree).as_posix())
     return len(compiled)
+
+
+def _drop_compiled(zip_path: pathlib.Path) -> None:
+    """Rewrite the zip without its .pyc entries."""
+    rewritten = zip_path.with_suffix(".tmp")
+    with zipfile.ZipFile(zip_path) as source, zipfile.ZipFile(rewritten, "w", zipfile.ZIP_DEFLATED) as target:
+        for entry in source.infolist():
+            if not entry.filename.endswith(".pyc"):
+                target.writestr(entry, source.read(entry))
+    rewritten.replace(zip_path)
 
 
 def attach_upload_layer(template_path: pathlib.Path, runtime: str) -> None:

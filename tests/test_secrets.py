@@ -108,3 +108,43 @@ def test_importing_the_app_fetches_no_secret():
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_prefetched_secret_is_fetched_once_in_the_background_and_waited_for(ssm, monkeypatch):
+    ssm.put_parameter(Name="/kefu/test/prefetched", Value="prefetched-0123456789", Type="SecureString")
+    monkeypatch.setenv("KEFU_TOKEN_SECRET_PARAM", "/kefu/test/prefetched")
+    monkeypatch.setenv("KEFU_ALIYUN_ACCESS_KEY_SECRET_PARAM", "/kefu/test/aliyun")
+    monkeypatch.setenv("KEFU_PREFETCH_SECRETS", "KEFU_TOKEN_SECRET")
+    settings.cache_clear()
+    from chalicelib import ssm as ssm_module
+
+    calls = []
+    real = ssm_module.get_parameter
+    monkeypatch.setattr(ssm_module, "get_parameter", lambda name: calls.append(name) or real(name))
+    settings().prefetch()
+    assert settings().token_secret == "prefetched-0123456789"  # waits for the fetch under way
+    assert calls == ["/kefu/test/prefetched"]  # once, and only the secret named
+    assert "KEFU_ALIYUN_ACCESS_KEY_SECRET" not in settings()._secrets
+
+
+def test_a_failed_prefetch_is_made_again_and_its_error_raised_on_first_use(ssm, monkeypatch):
+    monkeypatch.setenv("KEFU_TOKEN_SECRET_PARAM", "/kefu/test/token-secret")
+    monkeypatch.setenv("KEFU_PREFETCH_SECRETS", "KEFU_TOKEN_SECRET")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", "http://127.0.0.1:9")  # nothing listens
+    settings.cache_clear()
+    settings().prefetch()
+    from botocore.exceptions import EndpointConnectionError
+
+    with pytest.raises(EndpointConnectionError):
+        settings().secret("KEFU_TOKEN_SECRET")
+    assert "KEFU_TOKEN_SECRET" not in settings()._secrets
+
+
+def test_only_functions_that_check_a_token_first_prefetch_its_secret():
+    from infra import build
+
+    resources = build.build("dev")["Resources"]
+    prefetching = {name for name in build.FUNCTIONS
+                   if resources[name]["Properties"]["Environment"]["Variables"].get("KEFU_PREFETCH_SECRETS")
+                   == "KEFU_TOKEN_SECRET"}
+    assert prefetching == {"APIHandler", "WebsocketConnect"}
