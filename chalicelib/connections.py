@@ -151,10 +151,17 @@ def online_agents(site: Site) -> List[str]:
     return sorted(set(as_dict(site.agent_conns).values()))
 
 
-def site_visitor_connections(site_id: str) -> List[str]:
-    """Every live visitor connection of a site: a Query of the sparse site-visitors-index (its
-    keys, about 100 bytes each), never a scan."""
-    return [entry.visitor_key.split(" ", 1)[1] for entry in Connection.site_visitors_index.query(site_id)]
+# At most this many visitor connections hear an agent presence change at once: pushed from inside a
+# $connect or $disconnect, a bigger fan-out would hold it too long. The rest (a big site's) learn it
+# within the widget's 15 s poll while nobody is online, or from the agent's first message.
+PRESENCE_FANOUT_LIMIT = 1000
+
+
+def site_visitor_connections(site_id: str, limit: int) -> List[str]:
+    """Up to ``limit`` live visitor connections of a site: a Query of the sparse site-visitors-index
+    (its keys, about 100 bytes each), never a scan."""
+    return [entry.visitor_key.split(" ", 1)[1]
+            for entry in Connection.site_visitors_index.query(site_id, limit=limit, page_size=min(limit, 1000))]
 
 
 def tell_visitors_agents_online(site: Site, identity: Identity, status: str) -> None:
@@ -162,7 +169,7 @@ def tell_visitors_agents_online(site: Site, identity: Identity, status: str) -> 
     once, with the count in the frame so that no widget has to ask (only on these two changes)."""
     frame = presence_frame(identity, status)
     frame["agents_online"] = len(online_agents(site))
-    push(site_visitor_connections(site.site_id), frame)
+    push(site_visitor_connections(site.site_id, PRESENCE_FANOUT_LIMIT), frame)
 
 
 @dataclass

@@ -133,3 +133,15 @@ def test_the_sites_first_agent_and_its_last_reach_every_live_visitor_with_the_co
     for conn in visitor_conns:
         assert agent_presence(conn) == [(ann["agent_id"], "online", 1), (bob["agent_id"], "offline", 0)]
     assert agent_presence(stranger_conn) == []
+
+
+def test_an_agent_presence_change_reaches_at_most_the_fanout_limit_of_visitors(harness, monkeypatch):
+    from chalicelib import connections
+
+    monkeypatch.setattr(connections, "PRESENCE_FANOUT_LIMIT", 2)
+    site = harness.site()
+    agent = harness.agent(site.site_id)
+    visitor_conns = [harness.connect(harness.visitor(site.site_id)["token"])[0] for _ in range(3)]
+    harness.connect(agent["token"])
+    told = [c for c in visitor_conns if harness.mgmt.of_type(c, "presence")]
+    assert len(told) == 2
