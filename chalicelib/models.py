@@ -124,7 +124,12 @@ class Visitor(Table):
     phone = UnicodeAttribute(null=True)
     attributes = MapAttribute(default=dict)
     verified = BooleanAttribute(default=False)
+    # The visitor's current conversation. An id with no conversation item is one reserved for them
+    # (status ``new``, nobody wrote yet): its item is created by the first message (chalicelib/conversations.py).
     conversation_id = UnicodeAttribute(null=True)
+    # connection id -> connected-at, for the live connections of a reserved conversation that has no
+    # item yet (at most MAX_VISITOR_CONNECTIONS); copied into its visitor_conns when it is created
+    live_conns = MapAttribute(null=True)
     current_page = MapAttribute(null=True)
     pages = ListAttribute(default=list)  # the most recent pages, bounded (chalicelib/tracking.py)
     page_count = NumberAttribute(default=0)
