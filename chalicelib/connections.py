@@ -155,23 +155,7 @@ def _register_visitor(connection_id: str, identity: Identity, now: int) -> Tuple
     except UpdateError as exc:
         if not is_condition_failure(exc):
             raise
-    visitor = Visitor(identity.site_id, identity.subject)
-    try:
-        visitor.update(actions=[Visitor.live_conns[connection_id].set(now)],
-                       condition=(Visitor.conversation_id == identity.conversation_id)
-                       & (size(Visitor.live_conns) < MAX_VISITOR_CONNECTIONS))
-    except UpdateError as exc:
-        if not is_condition_failure(exc):
-            raise
-        # the roster is full (on the conversation item, or on the visitor item), or the id is not theirs
-        if _conversation(identity.conversation_id) is not None:
-            raise _too_many()
-        try:
-            if Visitor.get(identity.site_id, identity.subject, consistent_read=True).conversation_id == identity.conversation_id:
-                raise _too_many()
-        except DoesNotExist:
-            pass
-        raise not_found("conversation_not_found", "no such conversation")
+    visitor = _join_visitor_item(connection_id, identity, now)
     live = as_dict(visitor.live_conns)
     conversation = _conversation(identity.conversation_id)
     if conversation is None:
@@ -185,6 +169,28 @@ def _register_visitor(connection_id: str, identity: Identity, now: int) -> Tuple
             raise
         raise _too_many()
     return live, conversation.status, visitor
+
+
+def _join_visitor_item(connection_id: str, identity: Identity, now: int) -> Visitor:
+    """Record a connection of the visitor's reserved conversation on the visitor item; the item as updated."""
+    visitor = Visitor(identity.site_id, identity.subject)
+    try:
+        visitor.update(actions=[Visitor.live_conns[connection_id].set(now)],
+                       condition=(Visitor.conversation_id == identity.conversation_id)
+                       & (size(Visitor.live_conns) < MAX_VISITOR_CONNECTIONS))
+        return visitor
+    except UpdateError as exc:
+        if not is_condition_failure(exc):
+            raise
+    # the roster is full (on the conversation item, or on the visitor item), or the id is not theirs
+    if _conversation(identity.conversation_id) is not None:
+        raise _too_many()
+    try:
+        if Visitor.get(identity.site_id, identity.subject, consistent_read=True).conversation_id == identity.conversation_id:
+            raise _too_many()
+    except DoesNotExist:
+        pass
+    raise not_found("conversation_not_found", "no such conversation")
 
 
 def _conversation(conversation_id: str) -> Optional[Conversation]:
