@@ -296,7 +296,9 @@ def drop(connection_id: str, identity: Optional[Identity] = None,
                 condition=Conversation.conversation_id.exists(),
             )
             remaining, status = as_dict(conversation.visitor_conns), conversation.status
-        except UpdateError:
+        except UpdateError as exc:
+            if not is_condition_failure(exc):
+                return dropped
             # no item: a reserved conversation, its roster on the visitor item (_register_visitor)
             visitor = _leave_visitor_item(connection_id, identity)
             if visitor is None:

@@ -240,7 +240,13 @@ def create_reserved(site_id: str, visitor_id: str, conversation_id: str) -> bool
     except TransactWriteError as exc:
         if not _cancelled_by_a_condition(exc):
             raise
-        return _get(conversation_id) is not None
+        pointer_moved = _failed_conditions(exc)[0]  # a transaction lists its condition checks first
+        existing = _get(conversation_id)
+        if pointer_moved or existing is None:
+            return existing is not None
+        # a concurrent first send created it: its tabs are copied before this send goes on too
+        # (a copy is idempotent), so neither message is pushed to fewer tabs than the other
+        conversation = existing
     _copy_live_connections(conversation)
     return True
 
@@ -265,9 +271,8 @@ def _copy_live_connections(conversation: Conversation) -> None:
         except TransactWriteError as exc:
             if not _cancelled_by_a_condition(exc):
                 raise
-            reasons = list(exc.cancellation_reasons) + [None] * len(live)
-            live = {c: at for (c, at), reason in zip(live.items(), reasons)  # without the tabs gone meanwhile
-                    if reason is None or reason.code != "ConditionalCheckFailed"}
+            failed = _failed_conditions(exc)
+            live = {c: at for (c, at), gone in zip(live.items(), failed) if not gone}  # without the tabs gone meanwhile
 
 
 def current_of(visitor: Visitor) -> Optional[Conversation]:
@@ -293,6 +298,13 @@ def _transaction_connection(region: str, host: Optional[str]) -> PynamoConnectio
     """One per container, as the models' own: a new one per transaction was a new botocore client
     and a new TCP (on AWS, TLS) connection for every conversation created."""
     return PynamoConnection(region=region, host=host)
+
+
+def _failed_conditions(exc: TransactWriteError) -> List[bool]:
+    """Per item of a cancelled transaction, in the order DynamoDB got them (pynamodb sends condition
+    checks, then deletes, puts, updates): whether its condition failed."""
+    return [reason is not None and reason.code == "ConditionalCheckFailed"
+            for reason in (exc.cancellation_reasons or [])] + [False] * 100
 
 
 def _cancelled_by_a_condition(exc: TransactWriteError) -> bool:

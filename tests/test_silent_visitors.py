@@ -209,6 +209,10 @@ def test_a_session_after_close_reserves_a_new_id_without_an_item(harness):
     state = harness.reply(new_tab, {"action": "state"})["conversation"]
     assert state["conversation_id"] == fresh["conversation_id"] and state["last_seq"] == 0
     assert Conversation.count() == 1
+    # a late creation under the old id (a first send that lost every race) finds it closed and
+    # takes none of the new reservation's tabs
+    assert conversations.create_reserved(site.site_id, visitor["visitor_id"], old)
+    assert new_tab not in as_dict(Conversation.get(old).visitor_conns)
     assert _send(harness, new_tab, fresh["conversation_id"], "again")["seq"] == 1 and Conversation.count() == 2
 
 
