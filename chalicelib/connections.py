@@ -132,10 +132,12 @@ def register(connection_id: str, identity: Identity, site: Site) -> None:
 
 
 def _too_many() -> KefuError:
-    return rate_limited("too_many_connections", f"a visitor may have at most {MAX_VISITOR_CONNECTIONS} open connections")
+    return rate_limited("too_many_connections",
+                        f"a visitor may have at most {MAX_VISITOR_CONNECTIONS} open connections")
 
 
-def _register_visitor(connection_id: str, identity: Identity, now: int) -> Tuple[Dict[str, Any], str, Optional[Visitor]]:
+def _register_visitor(connection_id: str, identity: Identity,
+                      now: int) -> Tuple[Dict[str, Any], str, Optional[Visitor]]:
     """Add a visitor's connection to its conversation's roster: ``visitor_conns``, or, while the
     conversation is only reserved (no item: chalicelib/conversations.py), the visitor item's
     ``live_conns``. Returns the roster it joined, the conversation's status and the visitor item
@@ -186,10 +188,11 @@ def _join_visitor_item(connection_id: str, identity: Identity, now: int) -> Visi
     if _conversation(identity.conversation_id) is not None:
         raise _too_many()
     try:
-        if Visitor.get(identity.site_id, identity.subject, consistent_read=True).conversation_id == identity.conversation_id:
-            raise _too_many()
+        pointer = Visitor.get(identity.site_id, identity.subject, consistent_read=True).conversation_id
     except DoesNotExist:
-        pass
+        pointer = None
+    if pointer == identity.conversation_id:
+        raise _too_many()
     raise not_found("conversation_not_found", "no such conversation")
 
 

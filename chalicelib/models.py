@@ -193,7 +193,7 @@ class Conversation(Table):
     conversation_id = UnicodeAttribute(hash_key=True)
     site_id = UnicodeAttribute()
     visitor_id = UnicodeAttribute()
-    status = UnicodeAttribute()  # new | queued | assigned | closed ("new": being created)
+    status = UnicodeAttribute()  # new | queued | assigned | closed ("new": created by a first message or an invitation, not yet opened; a session only reserves the id, on the visitor item)
     agent_id = UnicodeAttribute(null=True)
     last_seq = NumberAttribute(default=0)
     last_text = UnicodeAttribute(null=True)

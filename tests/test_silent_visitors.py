@@ -41,7 +41,8 @@ def test_a_visitor_who_browses_and_leaves_creates_no_conversation(harness):
         synced = harness.reply(tab, {"action": "sync", "conversation_id": cid, "after_seq": 0})
         assert synced["messages"] == [] and synced["gaps"] == [] and synced["last_seq"] == 0
         assert synced["next_after_seq"] == 0 and synced["has_more"] is False
-        assert harness.reply(tab, {"action": "sync", "conversation_id": cid, "after_seq": 1})["code"] == "seq_out_of_range"
+        too_far = harness.reply(tab, {"action": "sync", "conversation_id": cid, "after_seq": 1})
+        assert too_far["code"] == "seq_out_of_range"
         assert harness.reply(tab, {"action": "read", "conversation_id": cid, "seq": 0})["type"] == "read"
         assert harness.reply(tab, {"action": "read", "conversation_id": cid, "seq": 1})["code"] == "seq_out_of_range"
         assert harness.frame(tab, {"action": "typing", "conversation_id": cid, "is_typing": True}) == []
