@@ -546,7 +546,8 @@ def assigned_to(site_id: str, agent_id: str) -> List[Conversation]:
 
 def landing_for_visitor(identity: Identity, closed: Conversation) -> str:
     """Where a visitor's message to a closed conversation goes: the visitor's current conversation
-    if another one is open, else their current one (closed), reopened. Returns its id."""
+    if another one is open (or reserved: its item is created now), else their current one
+    (closed), reopened. Returns its id."""
     site = Site.get(identity.site_id)
     for _ in range(3):
         try:
