@@ -132,10 +132,12 @@ def model(cost: Dict[str, Any], sizes: Dict[str, float]) -> Dict[str, Any]:
           "online agents (power of two choices): two small Queries per assignment")
     limit("open-index writes (open, assign, close), busiest site", conv_rate * 3, q["partition_wcu_per_second"],
           "WCU/s on one index partition", f"{q['partition_wcu_per_second'] / 3:,.0f} new conversations/s", "-")
-    sessions = n * t["busiest_site_connection_share"] / t["visit_seconds"]
-    limit("created-index writes (a `new` conversation per visitor session), busiest site", sessions,
+    # a session only reserves a conversation id (on the visitor item): the item, and its
+    # created-index entry, come with the first message
+    limit("created-index writes (one per conversation, at its first message), busiest site", conv_rate,
           q["partition_wcu_per_second"], "WCU/s on one index partition",
-          f"{q['partition_wcu_per_second']:,} sessions/s", "create the conversation on the first message")
+          f"{q['partition_wcu_per_second']:,} new conversations/s",
+          "create the conversation on the first message (a session reserves its id only)", done=True)
     # 4. heartbeats on the sharded last-seen index ---------------------------------------------
     gsi_writes = n * heartbeat_writes_per_conn * ping_w["write_units"] + new_conns * 2 * 2  # put on connect, delete on leave
     shards = 4

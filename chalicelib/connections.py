@@ -1,5 +1,8 @@
 """Live WebSocket connections: records, the identity behind each, presence and pushing frames.
 
+A visitor's connections are listed on their conversation (``visitor_conns``), or, while it is only
+reserved and has no item (chalicelib/conversations.py), on the visitor item (``live_conns``).
+
 A connection's identity never changes during its life and API Gateway never reuses an id, so a
 warm function keeps identities in memory: most frames need no read to learn who sent them.
 """
@@ -9,15 +12,15 @@ import logging
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
 from pynamodb.expressions.condition import size
 
 from chalicelib import clock, delivery, sites
 from chalicelib.config import settings
-from chalicelib.errors import is_condition_failure, rate_limited
-from chalicelib.models import MAX_VISITOR_CONNECTIONS, OPEN_STATUSES, Connection, Conversation, Site, as_dict
+from chalicelib.errors import KefuError, is_condition_failure, not_found, rate_limited
+from chalicelib.models import MAX_VISITOR_CONNECTIONS, OPEN_STATUSES, Connection, Conversation, Site, Visitor, as_dict
 from chalicelib.tokens import Identity
 
 log = logging.getLogger("kefu.connections")
@@ -114,26 +117,100 @@ def register(connection_id: str, identity: Identity, site: Site) -> None:
             if online_agents(site) == [identity.subject]:
                 tell_visitors_agents_online(site, identity, "online")
     else:
-        conversation = Conversation(identity.conversation_id)
         try:
-            conversation.update(
-                actions=[Conversation.visitor_conns[connection_id].set(int(now))],
-                condition=Conversation.conversation_id.exists()
-                & (size(Conversation.visitor_conns) < MAX_VISITOR_CONNECTIONS),
-            )
-        except UpdateError as exc:
+            live, status, visitor = _register_visitor(connection_id, identity, int(now))
+        except Exception:
             record.delete()
             _known.pop(connection_id, None)
-            if not is_condition_failure(exc):
-                raise
-            raise rate_limited("too_many_connections",
-                               f"a visitor may have at most {MAX_VISITOR_CONNECTIONS} open connections")
-        if len(as_dict(conversation.visitor_conns)) == 1:
-            if conversation.status in OPEN_STATUSES:
+            raise
+        if len(live) == 1:
+            if status in OPEN_STATUSES:
                 push(agent_connections(site), presence_frame(identity, "online"))
             from chalicelib import visitors  # imports this module
 
-            visitors.announce_arrival(site, identity.subject)
+            visitors.announce_arrival(site, identity.subject, visitor)
+
+
+def _too_many() -> KefuError:
+    return rate_limited("too_many_connections",
+                        f"a visitor may have at most {MAX_VISITOR_CONNECTIONS} open connections")
+
+
+def _register_visitor(connection_id: str, identity: Identity,
+                      now: int) -> Tuple[Dict[str, Any], str, Optional[Visitor]]:
+    """Add a visitor's connection to its conversation's roster: ``visitor_conns``, or, while the
+    conversation is only reserved (no item: chalicelib/conversations.py), the visitor item's
+    ``live_conns``. Returns the roster it joined, the conversation's status and the visitor item
+    (when read).
+
+    The order is what makes the first message's creation of the item miss no tab: the conversation
+    is tried first; found missing, the connection is recorded on the visitor item and only *then*
+    is the conversation read again. The creation copies the visitor item's connections after its
+    put (conversations.create_reserved): either it sees this one, or this read sees the item and
+    the connection is added to it here."""
+    conversation = Conversation(identity.conversation_id)
+    in_conversation = Conversation.visitor_conns[connection_id].set(now)
+    room = size(Conversation.visitor_conns) < MAX_VISITOR_CONNECTIONS
+    try:
+        conversation.update(actions=[in_conversation], condition=Conversation.conversation_id.exists() & room)
+        return as_dict(conversation.visitor_conns), conversation.status, None
+    except UpdateError as exc:
+        if not is_condition_failure(exc):
+            raise
+    visitor = _join_visitor_item(connection_id, identity, now)
+    live = as_dict(visitor.live_conns)
+    conversation = _conversation(identity.conversation_id)
+    if conversation is None:
+        return live, "new", visitor
+    # created meanwhile (the first message): this connection joins its roster too
+    try:
+        conversation.update(actions=[in_conversation], condition=Conversation.conversation_id.exists() & room)
+    except UpdateError as exc:
+        _leave_visitor_item(connection_id, identity)
+        if not is_condition_failure(exc):
+            raise
+        raise _too_many()
+    return live, conversation.status, visitor
+
+
+def _join_visitor_item(connection_id: str, identity: Identity, now: int) -> Visitor:
+    """Record a connection of the visitor's reserved conversation on the visitor item; the item as updated."""
+    visitor = Visitor(identity.site_id, identity.subject)
+    try:
+        visitor.update(actions=[Visitor.live_conns[connection_id].set(now)],
+                       condition=(Visitor.conversation_id == identity.conversation_id)
+                       & (size(Visitor.live_conns) < MAX_VISITOR_CONNECTIONS))
+        return visitor
+    except UpdateError as exc:
+        if not is_condition_failure(exc):
+            raise
+    # the roster is full (on the conversation item, or on the visitor item), or the id is not theirs
+    if _conversation(identity.conversation_id) is not None:
+        raise _too_many()
+    try:
+        pointer = Visitor.get(identity.site_id, identity.subject, consistent_read=True).conversation_id
+    except DoesNotExist:
+        pointer = None
+    if pointer == identity.conversation_id:
+        raise _too_many()
+    raise not_found("conversation_not_found", "no such conversation")
+
+
+def _conversation(conversation_id: str) -> Optional[Conversation]:
+    try:
+        return Conversation.get(conversation_id, consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def _leave_visitor_item(connection_id: str, identity: Identity) -> Optional[Visitor]:
+    """Remove a connection from the visitor item's ``live_conns``; the item as updated, or None."""
+    visitor = Visitor(identity.site_id, identity.subject)
+    try:
+        visitor.update(actions=[Visitor.live_conns[connection_id].remove()], condition=Visitor.live_conns.exists())
+    except UpdateError:
+        return None
+    return visitor
 
 
 def presence_frame(identity: Identity, status: str) -> Dict[str, Any]:
@@ -228,16 +305,23 @@ def drop(connection_id: str, identity: Optional[Identity] = None,
                 actions=[Conversation.visitor_conns[connection_id].remove()],
                 condition=Conversation.conversation_id.exists(),
             )
-        except UpdateError:
-            return dropped
-        if not as_dict(conversation.visitor_conns):
+            remaining, status = as_dict(conversation.visitor_conns), conversation.status
+        except UpdateError as exc:
+            if not is_condition_failure(exc):
+                return dropped
+            # no item: a reserved conversation, its roster on the visitor item (_register_visitor)
+            visitor = _leave_visitor_item(connection_id, identity)
+            if visitor is None:
+                return dropped
+            remaining, status = as_dict(visitor.live_conns), "new"
+        if not remaining:
             try:
                 site = sites.cached_site(identity.site_id)
             except DoesNotExist:
                 return dropped
             dropped.site = site
             agents = agent_connections(site)
-            if conversation.status in OPEN_STATUSES:
+            if status in OPEN_STATUSES:
                 push(agents, presence_frame(identity, "offline"))
             push(agents, {"type": "visitor", "event": "left", "visitor_id": identity.subject,
                           "visitor": {"visitor_id": identity.subject, "online": False}})

@@ -12,7 +12,7 @@ visitor; a verified visitor (``u_``) comes back by logging in on the site instea
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 from urllib.parse import urlsplit
 
 import jwt
@@ -73,14 +73,29 @@ def save(identity: Identity, body: Dict[str, Any]) -> Dict[str, Any]:
         actions.append(Conversation.transcript_requested.set(transcript))
         if "email" not in found and transcript:
             ours &= Conversation.contact_email.exists()
-    if actions:
+    if actions and not _update_conversation(identity, actions, ours):
+        raise bad_request("email_required", "a transcript needs an email address")
+    return {"contact": found, "transcript": bool(transcript)}
+
+
+def _update_conversation(identity: Identity, actions: List[Any], condition: Any) -> bool:
+    """Write the visitor's contact on their conversation; False if ``condition`` refuses it. A
+    reserved conversation without an item is created first (chalicelib/conversations.py): a visitor
+    who fills in the form means to write."""
+    from chalicelib import conversations  # imports modules that import this one
+
+    for attempt in range(2):
         try:
-            Conversation(identity.conversation_id).update(actions=actions, condition=ours)
+            Conversation(identity.conversation_id).update(actions=actions, condition=condition)
+            return True
         except UpdateError as exc:
             if not is_condition_failure(exc):
                 raise
-            raise bad_request("email_required", "a transcript needs an email address")
-    return {"contact": found, "transcript": bool(transcript)}
+        if attempt == 0 and conversations.is_virtual(conversations.load(identity, identity.conversation_id)):
+            conversations.create_reserved(identity.site_id, identity.subject, identity.conversation_id)
+            continue
+        return False
+    return False
 
 
 def resume_token(site_id: str, visitor_id: str) -> str:

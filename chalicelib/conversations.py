@@ -4,6 +4,13 @@ Every change of status or agent is one conditional write on the conversation ite
 claims, transfers, closes and re-queues cannot interleave: the loser is told ``conversation_changed``.
 Agents' loads are counted from the site's open-conversations index when an assignment is made
 (reads track the open count), so there is no counter to drift.
+
+A visitor's session only *reserves* a conversation id (the visitor item's ``conversation_id``
+pointer): a visitor who browses and never writes costs no conversation item. Until the first
+message (or an agent's invitation) creates it, the reserved conversation is *virtual*: an unsaved
+``Conversation`` in status ``new`` that the visitor's own reads (``load``) answer with, its live
+connections kept on the visitor item (``live_conns``, chalicelib/connections.py). Agents never see
+one: status ``new`` is in no list, and ``load`` builds one for the visitor alone.
 """
 from __future__ import annotations
 
@@ -18,7 +25,7 @@ from pynamodb.transactions import TransactWrite
 from chalicelib import autoclose, availability, clock, connections, ids, outbox, paging, reports
 from chalicelib.config import settings
 from chalicelib.errors import KefuError, bad_request, conflict, forbidden, is_condition_failure, not_found
-from chalicelib.models import OPEN_STATUSES, Conversation, Site, Visitor, as_dict
+from chalicelib.models import OPEN_STATUSES, Connection, Conversation, Site, Visitor, as_dict
 from chalicelib.tokens import Identity
 
 LIST_LIMIT = 50
@@ -69,6 +76,8 @@ def for_visitor(shown: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _visitor_of(conversation: Conversation) -> Optional[Visitor]:
+    if is_virtual(conversation):  # built from the visitor item, read just before
+        return conversation._reserved_by
     try:
         return Visitor.get(conversation.site_id, conversation.visitor_id)
     except DoesNotExist:
@@ -103,9 +112,13 @@ def _get(conversation_id: str) -> Optional[Conversation]:
 
 
 def load(identity: Identity, conversation_id: Any) -> Conversation:
-    """Read a conversation the caller may see (visitor: their own; agent: their site's)."""
+    """Read a conversation the caller may see (visitor: their own; agent: their site's). A visitor's
+    reserved conversation that has no item yet is answered virtual (``is_virtual``); agents never
+    get one."""
     check_access(identity, conversation_id)
     conversation = _get(conversation_id)
+    if conversation is None and not identity.is_agent:
+        conversation = reserved(identity.site_id, identity.subject, conversation_id)
     if conversation is None or conversation.site_id != identity.site_id:
         # Same answer for another site's: its ids are not to be probed.
         raise not_found("conversation_not_found", "no such conversation")
@@ -118,52 +131,152 @@ def _now_ms() -> int:
 
 # --- creation -------------------------------------------------------------------------------
 
-def open_for_visitor(site: Site, visitor: Visitor) -> Conversation:
-    """The visitor's current conversation: their open one, or one in status ``new``.
+def new_id() -> str:
+    return ids.random_id("conv", 12)
+
+
+def virtual(visitor: Visitor, conversation_id: str) -> Conversation:
+    """The visitor's reserved conversation as it is until someone writes: status ``new``, no
+    messages, the live connections the visitor item holds for it. Never saved."""
+    now = _now_ms()
+    conversation = Conversation(conversation_id, site_id=visitor.site_id, visitor_id=visitor.visitor_id,
+                                status="new", created_at=now, updated_at=now,
+                                visitor_conns=as_dict(visitor.live_conns))
+    conversation._reserved_by = visitor
+    return conversation
+
+
+def is_virtual(conversation: Conversation) -> bool:
+    """Whether this is a reserved conversation without an item (``virtual``)."""
+    return getattr(conversation, "_reserved_by", None) is not None
+
+
+def reserved(site_id: str, visitor_id: str, conversation_id: str) -> Optional[Conversation]:
+    """The visitor's reserved conversation, virtual, if the visitor item's pointer names
+    ``conversation_id`` (called once its item was found missing); else None."""
+    try:
+        visitor = Visitor.get(site_id, visitor_id, consistent_read=True)
+    except DoesNotExist:
+        return None
+    if visitor.conversation_id != conversation_id:
+        return None
+    return virtual(visitor, conversation_id)
+
+
+def open_for_visitor(visitor: Visitor) -> Conversation:
+    """The visitor's current conversation: their open one, or one in status ``new`` (virtual while
+    nobody wrote in it: ``is_virtual``).
 
     A ``new`` conversation is not open yet: agents neither see nor get it until the first message
-    (``open_on_first_message``), so page loads cannot flood them. One per visitor, even for
-    concurrent sessions: the visitor item's pointer is claimed with a conditional write; the loser
-    uses the winner's.
+    (``open_on_first_message``), so page loads cannot flood them, and until then it is only an id
+    reserved on the visitor item, so they cost no conversation item either. One per visitor, even
+    for concurrent sessions: the visitor item's pointer is claimed with a conditional write; the
+    loser uses the winner's.
     """
     for _ in range(3):
         current_id = visitor.conversation_id
         existing = _get(current_id) if current_id else None
+        if current_id and existing is None:
+            return virtual(visitor, current_id)  # reserved by an earlier session: nobody wrote yet
         if existing is not None and existing.status != "closed":
             return existing
-        created = _create(site, visitor, replacing=current_id, replacing_closed=existing is not None)
-        if created is not None:
-            return created
+        if _reserve(visitor, replacing=current_id, replacing_closed=existing is not None):
+            return virtual(visitor, visitor.conversation_id)
         visitor.refresh(consistent_read=True)
     raise conflict("conversation_changed", "the visitor's conversation keeps changing; retry")
 
 
-def _create(site: Site, visitor: Visitor, replacing: Optional[str], replacing_closed: bool) -> Optional[Conversation]:
-    """A new conversation for the visitor, in one transaction with moving their pointer to it, and
-    (when it replaces a closed one) with that one still being closed: a send reopening it at the
-    same moment makes exactly one of the two win. None if someone else won."""
-    now = _now_ms()
-    conversation = Conversation(ids.random_id("conv", 12), site_id=site.site_id, visitor_id=visitor.visitor_id,
-                                status="new", created_at=now, updated_at=now)
+def _reserve(visitor: Visitor, replacing: Optional[str], replacing_closed: bool) -> bool:
+    """Point the visitor item at a new conversation id (no conversation item is written), and (when
+    it replaces a closed one) in one transaction with that one still being closed: a send
+    reopening it at the same moment makes exactly one of the two win. The live connections of the
+    old one are not the new one's. False if someone else won."""
+    conversation_id = new_id()
     pointer_free = (Visitor.conversation_id.does_not_exist() if replacing is None
                     else Visitor.conversation_id == replacing)
+    actions = [Visitor.conversation_id.set(conversation_id), Visitor.live_conns.set({})]
+    try:
+        if replacing_closed:
+            with TransactWrite(connection=_transactions()) as transaction:
+                transaction.condition_check(Conversation, replacing, condition=Conversation.status == "closed")
+                transaction.update(visitor, actions=actions, condition=pointer_free)
+        else:
+            visitor.update(actions=actions, condition=pointer_free)
+    except TransactWriteError as exc:
+        if not _cancelled_by_a_condition(exc):
+            raise
+        return False
+    except UpdateError as exc:
+        if not is_condition_failure(exc):
+            raise
+        return False
+    visitor.conversation_id, visitor.live_conns = conversation_id, {}
+    return True
+
+
+def create_reserved(site_id: str, visitor_id: str, conversation_id: str) -> bool:
+    """Create the item of the visitor's reserved conversation (status ``new``): their first message
+    needs it, or an agent's invitation. The put is conditioned on the item being absent and, in the
+    same transaction, on the visitor item's pointer still naming this id, so nobody can create a
+    conversation under any other id (and two first sends create one). True once the item exists
+    (created here or meanwhile), False if the id is not the visitor's reserved one.
+
+    Then the live connections recorded on the visitor item are copied into ``visitor_conns``.
+    Read *after* the put, this misses no tab: a $connect (``connections.register``) first finds
+    the item missing, then records its connection on the visitor item, then reads the conversation
+    again. If its record on the visitor item came before this read, it is copied here; if after,
+    then its read of the conversation comes after the put, finds the item and adds the connection
+    itself. A tab that left meanwhile is not copied: each copy is conditioned on the connection's
+    record still existing, which $disconnect deletes before it edits any roster.
+    """
+    now = _now_ms()
+    conversation = Conversation(conversation_id, site_id=site_id, visitor_id=visitor_id, status="new",
+                                created_at=now, updated_at=now)
     try:
         with TransactWrite(connection=_transactions()) as transaction:
-            if replacing_closed:
-                transaction.condition_check(Conversation, replacing, condition=Conversation.status == "closed")
-            transaction.update(visitor, actions=[Visitor.conversation_id.set(conversation.conversation_id)],
-                               condition=pointer_free)
+            transaction.condition_check(Visitor, site_id, visitor_id,
+                                        condition=Visitor.conversation_id == conversation_id)
             transaction.save(conversation, condition=Conversation.conversation_id.does_not_exist())
     except TransactWriteError as exc:
         if not _cancelled_by_a_condition(exc):
             raise
-        return None
-    visitor.conversation_id = conversation.conversation_id
-    return conversation
+        pointer_moved = _failed_conditions(exc)[0]  # a transaction lists its condition checks first
+        existing = _get(conversation_id)
+        if pointer_moved or existing is None:
+            return existing is not None
+        # a concurrent first send created it: its tabs are copied before this send goes on too
+        # (a copy is idempotent), so neither message is pushed to fewer tabs than the other
+        conversation = existing
+    _copy_live_connections(conversation)
+    return True
+
+
+def _copy_live_connections(conversation: Conversation) -> None:
+    try:
+        visitor = Visitor.get(conversation.site_id, conversation.visitor_id, consistent_read=True)
+    except DoesNotExist:
+        return
+    live = as_dict(visitor.live_conns)
+    for _ in range(3):
+        if not live:
+            return
+        try:
+            with TransactWrite(connection=_transactions()) as transaction:
+                for connection_id in live:  # a transaction lists its condition checks first
+                    transaction.condition_check(Connection, connection_id,
+                                                condition=Connection.connection_id.exists())
+                transaction.update(conversation, actions=[Conversation.visitor_conns[c].set(at)
+                                                          for c, at in live.items()])
+            return
+        except TransactWriteError as exc:
+            if not _cancelled_by_a_condition(exc):
+                raise
+            failed = _failed_conditions(exc)
+            live = {c: at for (c, at), gone in zip(live.items(), failed) if not gone}  # without the tabs gone meanwhile
 
 
 def current_of(visitor: Visitor) -> Optional[Conversation]:
-    """The conversation the visitor item points to (any status), if any."""
+    """The conversation the visitor item points to (any status), if it has an item."""
     return _get(visitor.conversation_id) if visitor.conversation_id else None
 
 
@@ -185,6 +298,13 @@ def _transaction_connection(region: str, host: Optional[str]) -> PynamoConnectio
     """One per container, as the models' own: a new one per transaction was a new botocore client
     and a new TCP (on AWS, TLS) connection for every conversation created."""
     return PynamoConnection(region=region, host=host)
+
+
+def _failed_conditions(exc: TransactWriteError) -> List[bool]:
+    """Per item of a cancelled transaction, in the order DynamoDB got them (pynamodb sends condition
+    checks, then deletes, puts, updates): whether its condition failed."""
+    return [reason is not None and reason.code == "ConditionalCheckFailed"
+            for reason in (exc.cancellation_reasons or [])] + [False] * 100
 
 
 def _cancelled_by_a_condition(exc: TransactWriteError) -> bool:
@@ -426,7 +546,8 @@ def assigned_to(site_id: str, agent_id: str) -> List[Conversation]:
 
 def landing_for_visitor(identity: Identity, closed: Conversation) -> str:
     """Where a visitor's message to a closed conversation goes: the visitor's current conversation
-    if another one is open, else their current one (closed), reopened. Returns its id."""
+    if another one is open (or reserved: its item is created now), else their current one
+    (closed), reopened. Returns its id."""
     site = Site.get(identity.site_id)
     for _ in range(3):
         try:
@@ -436,6 +557,8 @@ def landing_for_visitor(identity: Identity, closed: Conversation) -> str:
         target = closed
         if current_id and current_id != closed.conversation_id:
             current = _get(current_id)
+            if current is None and create_reserved(identity.site_id, identity.subject, current_id):
+                return current_id  # reserved by a newer session, nobody wrote there yet: it is created now
             if current is not None and current.status != "closed":
                 return current_id
             if current is not None:

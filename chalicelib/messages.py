@@ -6,6 +6,9 @@ Per send (docs/dynamodb.md has the full table):
   write1 PutItem message keyed by client_msg_id, if absent   -> a retry is found by key, stores nothing
   write2 UpdateItem conversation ADD last_seq 1, if the sender may write there -> the next seq, atomically
   write3 UpdateItem message SET seq                           -> visible to sync (the seq index is sparse)
+
+A visitor's first message finds their reserved conversation without an item (write2 refused): it
+creates it (conversations.create_reserved), then takes the seq as above.
 """
 from __future__ import annotations
 
@@ -251,11 +254,16 @@ def _next_seq(identity: Identity, conversation_id: str, message: Message) -> Any
 
 def _refusal(identity: Identity, conversation_id: str) -> Any:
     """Why the seq update was refused, read back: an error, the id of the conversation a visitor's
-    message to a closed one goes to, or None when nothing stands in the way any more."""
+    message to a closed one goes to, or None when nothing stands in the way any more (the visitor's
+    reserved conversation had no item: it has now)."""
     try:
         current = conversations.load(identity, conversation_id)
     except KefuError as refused:
         return refused
+    if conversations.is_virtual(current):  # the visitor's first message: their reserved conversation is created
+        if conversations.create_reserved(identity.site_id, identity.subject, conversation_id):
+            return None
+        return conflict("conversation_changed", "the conversation changed; reload it")
     if current.status == "closed":
         if identity.is_agent:
             return conflict("conversation_closed", "the conversation is closed")
@@ -338,6 +346,9 @@ def sync(identity: Identity, conversation_id: Any, after_seq: Any, limit: Any = 
     last_seq = int(conversation.last_seq or 0)
     if not jsonio.is_seq(after_seq) or after_seq > last_seq:
         raise bad_request("seq_out_of_range", f"after_seq must be between 0 and {last_seq}")
+    if conversations.is_virtual(conversation):  # reserved, nobody wrote: nothing to read
+        return {"type": "messages", "conversation_id": conversation_id, "messages": [], "gaps": [],
+                "has_more": False, "next_after_seq": 0, "last_seq": 0}
     found = Message.seq_index.query(conversation_id, Message.seq > after_seq, limit=page + 1, consistent_read=True)
     dead_before = (clock.now() - settings().seq_gap_seconds) * 1000
     views: List[Dict[str, Any]] = []

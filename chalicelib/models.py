@@ -124,7 +124,12 @@ class Visitor(Table):
     phone = UnicodeAttribute(null=True)
     attributes = MapAttribute(default=dict)
     verified = BooleanAttribute(default=False)
+    # The visitor's current conversation. An id with no conversation item is one reserved for them
+    # (status ``new``, nobody wrote yet): the first message creates its item (chalicelib/conversations.py).
     conversation_id = UnicodeAttribute(null=True)
+    # connection id -> connected-at, for the live connections of a reserved conversation that has no
+    # item yet (at most MAX_VISITOR_CONNECTIONS); copied into its visitor_conns when it is created
+    live_conns = MapAttribute(null=True)
     current_page = MapAttribute(null=True)
     pages = ListAttribute(default=list)  # the most recent pages, bounded (chalicelib/tracking.py)
     page_count = NumberAttribute(default=0)
@@ -188,7 +193,9 @@ class Conversation(Table):
     conversation_id = UnicodeAttribute(hash_key=True)
     site_id = UnicodeAttribute()
     visitor_id = UnicodeAttribute()
-    status = UnicodeAttribute()  # new | queued | assigned | closed ("new": being created)
+    # new | queued | assigned | closed ("new": created by a first message or an invitation, not yet
+    # opened; before that a session only reserves the id, on the visitor item)
+    status = UnicodeAttribute()
     agent_id = UnicodeAttribute(null=True)
     last_seq = NumberAttribute(default=0)
     last_text = UnicodeAttribute(null=True)

@@ -5,11 +5,11 @@ import json
 import re
 from typing import Any, Dict, Optional
 
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, PutError
 
 from chalicelib import clock, connections, contact, conversations, jsonio, limits, site_settings, tokens, verification, visitors
 from chalicelib.config import settings
-from chalicelib.errors import KefuError, bad_request, too_large, unauthorized
+from chalicelib.errors import KefuError, bad_request, is_condition_failure, too_large, unauthorized
 from chalicelib.models import Agent, Visitor
 from chalicelib.passwords import dummy_hash, verify_password
 from chalicelib.sites import check_identity_hash, check_origin, get_site, upload_policy
@@ -72,7 +72,15 @@ def visitor_session(body: Dict[str, Any], origin: Optional[str], source_ip: Opti
 
     now = int(clock.now())
     try:
-        visitor = Visitor.get(site.site_id, visitor_id)
+        visitor: Optional[Visitor] = Visitor.get(site.site_id, visitor_id)
+    except DoesNotExist:
+        visitor = None
+    created = _new_visitor(site.site_id, visitor_id, name, attributes, verified, now) if visitor is None else None
+    if created is not None:  # its conversation id is reserved in the same write
+        visitor, conversation = created, conversations.virtual(created, created.conversation_id)
+    else:
+        if visitor is None:  # a concurrent first session wrote it
+            visitor = Visitor.get(site.site_id, visitor_id, consistent_read=True)
         actions = [Visitor.last_seen_at.set(now)]
         if visitors.visit_is_over(visitor, now):
             actions += visitors.new_visit_actions(now, first=visitor.visits is None)
@@ -81,12 +89,7 @@ def visitor_session(body: Dict[str, Any], origin: Optional[str], source_ip: Opti
         if body.get("attributes") is not None:
             actions.append(Visitor.attributes.set(attributes))
         visitor.update(actions=actions)
-    except DoesNotExist:
-        visitor = Visitor(site.site_id, visitor_id, name=name, attributes=attributes,
-                          verified=verified, created_at=now, last_seen_at=now,
-                          visit_started_at=now * 1000, visit_pages=0, visits=1)
-        visitor.save()
-    conversation = conversations.open_for_visitor(site, visitor)
+        conversation = conversations.open_for_visitor(visitor)
     identity = tokens.Identity("visitor", site.site_id, visitor_id, conversation.conversation_id)
     token, expires_at = tokens.issue(identity, settings().visitor_token_ttl)
     return {
@@ -103,6 +106,22 @@ def visitor_session(body: Dict[str, Any], origin: Optional[str], source_ip: Opti
         "agents": agent_profiles(site.site_id),
         "contact": {"name": visitor.name, "email": visitor.email, "phone": visitor.phone},
     }
+
+
+def _new_visitor(site_id: str, visitor_id: str, name: Optional[str], attributes: Dict[str, Any], verified: bool,
+                 now: int) -> Optional[Visitor]:
+    """A first-time visitor's item, written with a reserved conversation id (no conversation item:
+    conversations.py); None if it exists meanwhile (concurrent first sessions: one write wins)."""
+    visitor = Visitor(site_id, visitor_id, name=name, attributes=attributes, verified=verified, created_at=now,
+                      last_seen_at=now, visit_started_at=now * 1000, visit_pages=0, visits=1,
+                      conversation_id=conversations.new_id(), live_conns={})
+    try:
+        visitor.save(condition=Visitor.visitor_id.does_not_exist())
+    except PutError as exc:
+        if not is_condition_failure(exc):
+            raise
+        return None
+    return visitor
 
 
 def agent_profiles(site_id: str) -> Dict[str, Dict[str, Any]]:

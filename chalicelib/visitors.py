@@ -116,14 +116,16 @@ def _tell_agents(site: Site, event: str, visitor: Visitor) -> None:
                      {"type": "visitor", "event": event, "visitor_id": visitor.visitor_id, "visitor": view(visitor)})
 
 
-def announce_arrival(site: Site, visitor_id: str) -> None:
-    """A visitor's first live connection: agents see them arrive (one GetItem, only if agents are online)."""
+def announce_arrival(site: Site, visitor_id: str, visitor: Optional[Visitor] = None) -> None:
+    """A visitor's first live connection: agents see them arrive (one GetItem, only if agents are
+    online and the caller has not just read the item)."""
     if not connections.agent_connections(site):
         return
-    try:
-        visitor = Visitor.get(site.site_id, visitor_id)
-    except DoesNotExist:
-        return
+    if visitor is None:
+        try:
+            visitor = Visitor.get(site.site_id, visitor_id)
+        except DoesNotExist:
+            return
     _tell_agents(site, "arrived", visitor)
 
 
@@ -162,12 +164,20 @@ def invite(identity: Identity, frame: Dict[str, Any], connection_id: Optional[st
 
 
 def _open_for_agent(site: Site, visitor: Visitor, agent_id: str) -> Conversation:
-    """The visitor's current conversation, open and assigned to ``agent_id``: a ``new`` one opens,
+    """The visitor's current conversation, open and assigned to ``agent_id``: a reserved one is
+    created (conversations.create_reserved, with the visitor's live connections), a ``new`` one opens,
     a queued one is claimed, a closed one (the visitor's tabs are still on it) is reopened in one
     transaction with its still being their current one. Each step is one conditional write."""
     for _ in range(3):
-        current = conversations.current_of(visitor)
-        conversation = current if current is not None else conversations.open_for_visitor(site, visitor)
+        conversation = conversations.current_of(visitor)
+        if conversation is None:  # reserved (or never reserved): its item is created, in status new
+            reserved = conversations.open_for_visitor(visitor)
+            if conversations.is_virtual(reserved):
+                conversations.create_reserved(site.site_id, visitor.visitor_id, reserved.conversation_id)
+            conversation = conversations.current_of(visitor)
+            if conversation is None:
+                visitor.refresh(consistent_read=True)
+                continue
         status = conversation.status
         if status == "assigned" and conversation.agent_id == agent_id:
             return conversation

@@ -177,14 +177,14 @@ def test_rest_requires_a_valid_bearer_token(harness, chat):
     assert response.status_code == 401 and response.json_body["code"] == "token_expired"
 
 
-def test_agent_sending_into_closed_conversation_refused(harness, chat):
-    site, agent, agent_conn, visitor, visitor_conn = chat
+def test_agent_sending_into_closed_conversation_refused(harness):
+    site, agent, agent_conn, visitor, visitor_conn = harness.chat(opened=True)
     cid = visitor["conversation_id"]
     closed = harness.reply(agent_conn, {"action": "close", "conversation_id": cid})
     assert closed["conversation"]["status"] == "closed"
     reply = harness.reply(agent_conn, {"action": "send", "conversation_id": cid, "client_msg_id": "c9", "text": "hi"})
     assert reply["code"] == "conversation_closed"
-    assert Message.count(cid) == 0
+    assert Message.count(cid) == 1  # the visitor's first message only
     # the next visit opens a new conversation
     again = harness.visitor(site.site_id, visitor_id=visitor["visitor_id"])
     assert again["conversation_id"] != cid

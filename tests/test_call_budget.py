@@ -55,7 +55,7 @@ def test_the_first_agent_reply_adds_one_write_once_and_a_note_none(harness, no_r
 
 
 def test_page_views_never_grow_the_conversation(harness, no_rate_limits):
-    site, agent, agent_conn, visitor, visitor_conn = harness.chat()
+    site, agent, agent_conn, visitor, visitor_conn = harness.chat(opened=True)
     cid = visitor["conversation_id"]
     before = item_size(_raw_item(Conversation, cid))
     for i in range(60):

@@ -125,7 +125,7 @@ def test_connection_unknown_closes_the_socket_so_the_client_reconnects(harness):
 # --- 3. closed is not a dead end -------------------------------------------------------------
 
 def test_closing_tells_the_visitor(harness):
-    site, agent, agent_conn, visitor, visitor_conn = harness.chat()
+    site, agent, agent_conn, visitor, visitor_conn = harness.chat(opened=True)
     harness.reply(agent_conn, {"action": "close", "conversation_id": visitor["conversation_id"]})
     events = harness.mgmt.of_type(visitor_conn, "conversation")
     assert events[-1]["event"] == "closed" and events[-1]["conversation"]["status"] == "closed"
@@ -158,24 +158,26 @@ def test_a_visitor_writing_after_close_reopens_the_conversation(harness, transpo
 
 
 def test_a_visitor_writing_to_an_old_closed_conversation_lands_in_the_current_one(harness):
-    site, agent, agent_conn, visitor, old_tab = harness.chat()
+    site, agent, agent_conn, visitor, old_tab = harness.chat(opened=True)
     old = visitor["conversation_id"]
     harness.reply(agent_conn, {"action": "close", "conversation_id": old})
     fresh = harness.visitor(site.site_id, visitor_id=visitor["visitor_id"])  # another tab reloads
     assert fresh["conversation_id"] != old
+    assert Conversation.count(fresh["conversation_id"]) == 0  # reserved: no item until someone writes
     ack = _send(harness, old_tab, old, "from-old-tab", "still here")
     assert ack["type"] == "ack" and ack["conversation_id"] == fresh["conversation_id"] and ack["seq"] == 1
     assert Conversation.get(old).status == "closed"
-    assert Message.count(old) == 0 and Message.count(fresh["conversation_id"]) == 1
+    assert Conversation.get(fresh["conversation_id"]).status in ("queued", "assigned")
+    assert Message.count(old) == 1 and Message.count(fresh["conversation_id"]) == 1
     assert _send(harness, old_tab, old, "from-old-tab", "still here")["duplicate"] is True  # a retry
 
 
 def test_an_agent_sending_to_a_closed_conversation_is_refused_and_nothing_is_stored(harness):
-    site, agent, agent_conn, visitor, visitor_conn = harness.chat()
+    site, agent, agent_conn, visitor, visitor_conn = harness.chat(opened=True)
     cid = visitor["conversation_id"]
     harness.reply(agent_conn, {"action": "close", "conversation_id": cid})
     assert _send(harness, agent_conn, cid, "late")["code"] == "conversation_closed"
-    assert Message.count(cid) == 0
+    assert Message.count(cid) == 1  # the visitor's first message only
 
 
 # --- 4. races --------------------------------------------------------------------------------
@@ -225,6 +227,7 @@ def test_simultaneous_sessions_of_one_visitor_share_one_conversation(harness):
     site = harness.site()
     first = harness.visitor(site.site_id)
     harness.connect(harness.agent(site.site_id)["token"])
+    harness.say(first)  # the item exists once they write
     Conversation(first["conversation_id"]).update(actions=[Conversation.status.set("closed"),
                                                            Conversation.open_site_id.remove()])
     barrier = threading.Barrier(6)
@@ -238,9 +241,11 @@ def test_simultaneous_sessions_of_one_visitor_share_one_conversation(harness):
     assert len(got) == 1
     assert Visitor.get(site.site_id, first["visitor_id"]).conversation_id in got
     from chalicelib.models import Conversation as C
-    theirs = [c for c in C.site_created_index.query(site.site_id)
+    theirs = [c.conversation_id for c in C.site_created_index.query(site.site_id)
               if C.get(c.conversation_id).visitor_id == first["visitor_id"]]
-    assert len(theirs) == 2  # the closed first one and exactly one new one: no orphan was left
+    # the closed first one only: the new one is reserved (no item until someone writes), and no
+    # session that lost the race left an orphan
+    assert theirs == [first["conversation_id"]] and C.count() == 1
 
 
 def test_a_sweep_that_fails_after_dropping_a_dead_agent_still_requeues(harness, timeline, monkeypatch):
@@ -359,7 +364,9 @@ def test_many_messages_after_a_gap_page_through_without_looping(harness, no_rate
 
     site, agent, agent_conn, visitor, visitor_conn = harness.chat()
     cid = visitor["conversation_id"]
-    Conversation(cid).update(actions=[Conversation.last_seq.add(1)])  # seq 1 taken by a writer that died
+    # a first send created the item and took seq 1, then its writer died
+    assert conversations.create_reserved(site.site_id, visitor["visitor_id"], cid)
+    Conversation(cid).update(actions=[Conversation.last_seq.add(1)])
     for i in range(60):
         _send(harness, agent_conn, cid, f"a{i}", f"agent says {i}")
     timeline(settings().seq_gap_seconds + 1)

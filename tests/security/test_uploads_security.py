@@ -148,16 +148,24 @@ def test_names_are_cleaned_even_when_only_declared_at_attach_time():
 
 # ---- closed conversations ------------------------------------------------------------------
 
-def test_no_grant_for_a_closed_conversation(harness, chat):
+@pytest.fixture
+def opened_chat(harness, standins):  # noqa: F811
+    """A chat whose visitor has written: the conversation has an item, so agents can close it."""
+    return harness.chat(opened=True)
+
+
+def test_no_grant_for_a_closed_conversation(harness, opened_chat):
+    chat = opened_chat
     cid = chat.visitor["conversation_id"]
     assert harness.reply(chat.agent_conn, {"action": "close", "conversation_id": cid})["type"] != "error"
     refused = _grant(harness, chat.visitor["token"], cid, "a.png", "image/png", len(PNG))
     assert (refused.status_code, refused.json_body["code"]) == (403, "conversation_closed")
 
 
-def test_an_upload_granted_before_the_close_is_attachable_only_if_the_send_reopens(harness, chat):
+def test_an_upload_granted_before_the_close_is_attachable_only_if_the_send_reopens(harness, opened_chat):
     from chalicelib import conversations
 
+    chat = opened_chat
     cid, token = chat.visitor["conversation_id"], chat.visitor["token"]
     agents = _grant(harness, chat.agent["token"], cid, "price-list.pdf", "application/pdf", len(PDF)).json_body
     moved_on = _grant(harness, token, cid, "late.png", "image/png", len(PNG)).json_body
@@ -169,8 +177,8 @@ def test_an_upload_granted_before_the_close_is_attachable_only_if_the_send_reope
 
     # The visitor has since started another conversation: the old one's upload stays out of it.
     visitor_id = chat.visitor["visitor_id"]
-    other = conversations.open_for_visitor(Site.get(chat.site.site_id), Visitor.get(chat.site.site_id, visitor_id))
-    assert other.conversation_id != cid
+    other = conversations.open_for_visitor(Visitor.get(chat.site.site_id, visitor_id))
+    assert other.conversation_id != cid and conversations.is_virtual(other)  # reserved: nobody wrote there
     refused = _send(harness, chat.visitor, cid, "v1", _declared(moved_on, "late.png", PNG, "image/png"))
     assert (refused["type"], refused.get("code")) == ("error", "conversation_closed")
     assert Message.count(other.conversation_id) == 0
@@ -184,7 +192,6 @@ def test_an_upload_granted_before_the_close_is_attachable_only_if_the_send_reope
     # Back to the closed conversation as the visitor's current one: the send reopens it, so the
     # upload is attached (see docs/protocol.md, "Closed is not a dead end").
     Visitor.get(chat.site.site_id, visitor_id).update(actions=[Visitor.conversation_id.set(cid)])
-    other.update(actions=[type(other).status.set("closed")])
     ack = _send(harness, chat.visitor, cid, "v2", _declared(reopening, "later.png", PNG, "image/png"))
     assert (ack["type"], ack["conversation_id"]) == ("ack", cid), ack
     assert harness.mgmt.of_type(chat.visitor_conn, "conversation")[-1]["event"] == "reopened"
