@@ -1,13 +1,10 @@
 """Kefu: the routing table. Every handler is one line of wiring into chalicelib/."""
+import logging
+
+from chalice import Chalice, Rate, Response
+
+from chalicelib import admin, http, observability, outbox, protocol, sweep
 from chalicelib.config import settings
-
-settings().prefetch()  # $connect and REST: their secret's SSM round trip overlaps the imports below
-
-import logging  # noqa: E402
-
-from chalice import Chalice, Rate, Response  # noqa: E402
-
-from chalicelib import admin, http, observability, outbox, protocol, sweep  # noqa: E402
 
 app = Chalice(app_name="kefu")
 app.experimental_feature_flags.update(["WEBSOCKETS"])  # chalice package/deploy still ask for it

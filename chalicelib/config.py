@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 
 def _int(name: str, default: int) -> int:
@@ -132,43 +131,24 @@ class Settings:
     # will expose it per site; until then it is one value for every site.
     auto_close_hours: float = field(default_factory=lambda: float(_str("KEFU_AUTO_CLOSE_HOURS", "24")))
     # Secrets read so far (see ``secret``): each function pays only for the ones it uses.
-    # KEFU_PREFETCH_SECRETS: comma-separated secrets (e.g. KEFU_TOKEN_SECRET) whose SSM fetch starts
-    # as the function is imported, on a thread, so that its round trip overlaps the imports still to
-    # come. infra/ sets it for the functions whose first invocation needs one ($connect, REST); unset:
-    # none (the others never fetch one).
-    prefetch_secrets: Tuple[str, ...] = field(default_factory=lambda: tuple(
-        v.strip() for v in (_str("KEFU_PREFETCH_SECRETS", "") or "").split(",") if v.strip()))
     _secrets: Dict[str, Optional[str]] = field(default_factory=dict, repr=False, compare=False)
-    _secrets_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def prefetch(self) -> None:
-        """Start fetching the ``prefetch_secrets`` in the background (see above). A fetch that fails
-        here is made again, and its error raised, when the secret is first asked for."""
-        for variable in self.prefetch_secrets:
-            if _str(variable, None) is None and _str(f"{variable}_PARAM", None):
-                threading.Thread(target=self._prefetch_one, args=(variable,), daemon=True).start()
-
-    def _prefetch_one(self, variable: str) -> None:
-        try:
-            self.secret(variable)
-        except Exception:  # noqa: BLE001 - asked for again (and raised) on first use
-            pass
 
     def secret(self, variable: str) -> Optional[str]:
         """``variable`` from the environment, or else the SSM SecureString that ``{variable}_PARAM``
         names (deployed stages: a Lambda environment cannot take SecureString values from the
         template), fetched the first time it is asked for, then kept for the warm function. None
-        if neither exists. $disconnect, $default and the sweep need no secret and never pay for one
-        (bench/cold_start.py); $connect and REST start theirs as they import (``prefetch``)."""
-        with self._secrets_lock:  # a prefetch under way: wait for it rather than fetch twice
-            if variable not in self._secrets:
-                value, param = _str(variable, None), _str(f"{variable}_PARAM", None)
-                if value is None and param:
-                    from chalicelib import ssm
+        if neither exists. Nothing is fetched at import: $disconnect, $default and the sweep need
+        no secret and never pay for one (bench/cold_start.py). (Starting the fetch on a thread as the
+        function imports was measured slower: 176 vs 158 ms median, the two contending for the GIL
+        and the import locks.)"""
+        if variable not in self._secrets:
+            value, param = _str(variable, None), _str(f"{variable}_PARAM", None)
+            if value is None and param:
+                from chalicelib import ssm
 
-                    value = ssm.get_parameter(param) or None
-                self._secrets[variable] = value
-            return self._secrets[variable]
+                value = ssm.get_parameter(param) or None
+            self._secrets[variable] = value
+        return self._secrets[variable]
 
     def missing_secret_reason(self, variable: str) -> Optional[str]:
         """Why ``secret(variable)`` is None, for the one log line that says so."""

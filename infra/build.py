@@ -30,8 +30,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # conversations (chalicelib/conversations.py).
 DYNAMODB_ACTIONS = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                     "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem", "dynamodb:Query"]
-# The functions whose first invocation checks a token: they start fetching its secret as they import.
-PREFETCHING = ("APIHandler", "WebsocketConnect")
 FUNCTIONS = ["APIHandler", "WebsocketConnect", "WebsocketMessage", "WebsocketDisconnect", "HeartbeatSweep",
              "IndexMessages", "DeliverMail"]
 # The search indexer (app.index_messages, fed by the messages table's stream) runs under a role of its
@@ -309,9 +307,7 @@ def build(stage: str) -> Dict[str, Any]:
         # Named functions let the role name their log groups without a dependency cycle.
         function_name = {"Fn::Sub": f"${{AWS::StackName}}-{name}"}
         # The indexer reads no secret: without the SSM names it makes no SSM call (and needs no grant).
-        variables = {k: v for k, v in env.items() if not k.endswith("_PARAM")} if name == INDEXER else dict(env)
-        if name in PREFETCHING:
-            variables["KEFU_PREFETCH_SECRETS"] = "KEFU_TOKEN_SECRET"
+        variables = {k: v for k, v in env.items() if not k.endswith("_PARAM")} if name == INDEXER else env
         resources[name] = {"Properties": {"FunctionName": function_name, "Environment": {"Variables": variables},
                                           "Tracing": {"Ref": TRACING}}}
         resources[f"{name}LogGroup"] = {
