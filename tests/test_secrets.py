@@ -108,4 +108,3 @@ def test_importing_the_app_fetches_no_secret():
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
-
