@@ -465,8 +465,12 @@
   function received(m, live) {
     var c = state.conversations[m.conversation_id];
     var v = state.views[m.conversation_id];
+    var alert = live && m.sender.role === 'visitor' && (document.hidden || m.conversation_id !== state.selected);
     if (v) {
-      if (v.msgs[m.seq]) return;
+      if (v.msgs[m.seq]) {  // a catch-up got it first: its push is still the news (a sync never alerts)
+        if (alert) notify(m);
+        return;
+      }
       v.msgs[m.seq] = v.held[m.seq] = m;
       advance(m.conversation_id);
       checkHoles(m.conversation_id);
@@ -481,7 +485,7 @@
       if (m.sender.role === 'visitor') showTyping(false);
       markRead();
     }
-    if (live && m.sender.role === 'visitor' && (document.hidden || m.conversation_id !== state.selected)) notify(m);
+    if (alert) notify(m);
     renderList();
   }
 
