@@ -152,7 +152,7 @@ def test_error_frames_echo_req(harness, chat):
     assert reply == {"type": "error", "code": "unknown_action", "message": reply["message"], "req": "abc"}
 
 
-def test_rate_limit_per_connection(harness, chat):
+def test_rate_limit_per_connection(harness, chat, timeline):  # the clock held: one rate window
     site, agent, agent_conn, visitor, visitor_conn = chat
     cid = visitor["conversation_id"]
     codes = [harness.reply(visitor_conn, {"action": "send", "conversation_id": cid, "client_msg_id": f"r{i}",
