@@ -37,7 +37,9 @@ def test_polling_is_frequent_while_the_chat_is_open_and_rare_while_it_is_closed(
     visitor = Visitor(browser, stack, name="Polly", init_script="delete window.WebSocket")
     polls = []
     visitor.page.on("request", lambda r: polls.append(r) if "/messages?after_seq=" in r.url else None)
-    visitor.page.wait_for_timeout(6000)
+    # Open, an idle chat is asked every 1.5 s, backing off to at most 7.5 s: at least 2 in 16 s, however
+    # long the page took to load (on a busy CI machine the backoff had reached 7.5 s before this began).
+    visitor.page.wait_for_timeout(16000)
     open_polls = len(polls)
     visitor.widget.locator("header button").click()  # the visitor closes the chat panel
     visitor.page.wait_for_timeout(3000)  # (a poll already scheduled may still come)
