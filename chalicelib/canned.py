@@ -19,7 +19,8 @@ from chalicelib.tokens import Identity
 
 MAX_CANNED = 50
 MAX_CANNED_TEXT = 500
-_SHORTCUT = re.compile(r"^[^\s/]{1,32}$")
+# Patterns are strings, compiled by re on first use and cached: a cold start that checks none pays nothing.
+_SHORTCUT = r"^[^\s/]{1,32}$"
 
 
 def _agents_only(identity: Identity) -> None:
@@ -28,7 +29,7 @@ def _agents_only(identity: Identity) -> None:
 
 
 def _shortcut(raw: Any) -> str:
-    if not isinstance(raw, str) or not _SHORTCUT.match(raw.strip()):
+    if not isinstance(raw, str) or not re.match(_SHORTCUT, raw.strip()):
         raise bad_request("invalid_shortcut", "a shortcut is 1-32 characters, no spaces or /")
     return raw.strip().lower()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
@@ -26,10 +25,14 @@ from chalicelib.tokens import Identity
 log = logging.getLogger("kefu.connections")
 
 
-@dataclass
 class _Known:
-    identity: Identity
-    last_seen: float  # last heartbeat written to DynamoDB (or read from it)
+    # Plain classes here, not dataclasses: each generated class costs the cold start of every
+    # function a few tenths of a millisecond.
+    __slots__ = ("identity", "last_seen")
+
+    def __init__(self, identity: Identity, last_seen: float) -> None:
+        self.identity = identity
+        self.last_seen = last_seen  # last heartbeat written to DynamoDB (or read from it)
 
 
 _CACHE_SIZE = 10_000
@@ -249,11 +252,14 @@ def tell_visitors_agents_online(site: Site, identity: Identity, status: str) -> 
     push(site_visitor_connections(site.site_id, PRESENCE_FANOUT_LIMIT), frame)
 
 
-@dataclass
 class Dropped:
-    identity: Identity
-    agent_offline: bool = False  # the agent's last connection went with it
-    site: Optional[Site] = None
+    """What ``drop`` did."""
+    __slots__ = ("identity", "agent_offline", "site")
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+        self.agent_offline = False  # the agent's last connection went with it
+        self.site: Optional[Site] = None
 
 
 def drop(connection_id: str, identity: Optional[Identity] = None,

@@ -111,7 +111,8 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, separators=(",", ":"), ensure_ascii=False)
 
 
-_CONVERSATION = re.compile(r'"conversation_id"\s*:\s*"([^"\\]{1,128})"')
+# Patterns are strings, compiled by re on first use and cached: a cold start that checks none pays nothing.
+_CONVERSATION = r'"conversation_id"\s*:\s*"([^"\\]{1,128})"'
 
 
 def _ids_of(event: Any) -> Dict[str, str]:
@@ -130,7 +131,7 @@ def _ids_of(event: Any) -> Dict[str, str]:
         context = raw.get("requestContext") or {}
         body = raw.get("body")
         # A regex, not a second json.loads of a frame of up to 128 KB: the protocol parses it anyway.
-        found = _CONVERSATION.search(body) if isinstance(body, str) else None
+        found = re.search(_CONVERSATION, body) if isinstance(body, str) else None
         conversation = found.group(1) if found else None
         if raw.get("id") and "detail-type" in raw:  # a scheduled event
             ids["event_id"] = raw["id"]

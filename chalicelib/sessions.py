@@ -15,8 +15,9 @@ from chalicelib.passwords import dummy_hash, verify_password
 from chalicelib.sites import check_identity_hash, check_origin, get_site, upload_policy
 
 # The shape of an anonymous visitor id; only those this server signed are honoured (verification.py).
-_ANONYMOUS_ID = re.compile(r"^v_[A-Za-z0-9]{20,60}$")
-_USER_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+# Patterns are strings, compiled by re on first use and cached: a cold start that checks none pays nothing.
+_ANONYMOUS_ID = r"^v_[A-Za-z0-9]{20,60}$"
+_USER_ID = r"^[\x21-\x7e]{1,128}$"
 
 
 def _optional_str(body: Dict[str, Any], name: str, limit: int) -> Optional[str]:
@@ -59,13 +60,13 @@ def visitor_session(body: Dict[str, Any], origin: Optional[str], source_ip: Opti
         name = name if name is not None else claimed_name
         visitor_id, verified = f"u_{user_id}", True
     elif user_id is not None:
-        if not _USER_ID.match(user_id):
+        if not re.match(_USER_ID, user_id):
             raise bad_request("invalid_user_id", "user_id: 1-128 printable characters")
         check_identity_hash(site, user_id, body.get("user_hash"))
         visitor_id, verified = f"u_{user_id}", True
     elif claimed_visitor is not None and verification.is_issued_visitor_id(claimed_visitor):
         visitor_id, verified = claimed_visitor, False
-    elif claimed_visitor is not None and not _ANONYMOUS_ID.match(claimed_visitor):
+    elif claimed_visitor is not None and not re.match(_ANONYMOUS_ID, claimed_visitor):
         raise bad_request("invalid_visitor_id", "visitor_id must be one this server issued")
     else:  # none yet, or one this server did not sign (made up, or from before ids were signed)
         visitor_id, verified = verification.new_visitor_id(), False

@@ -37,10 +37,11 @@ PRE_CHAT_FIELDS = ("name", "email", "phone")
 OFFLINE_MODES = ("form", "hide")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
-_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
-_HOUR = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$")
-_MIME = re.compile(r"^[a-z]+/([a-z0-9][a-z0-9.+-]{0,80}|\*)$")
-_HOST = re.compile(r"^(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*)$")
+# Patterns are strings, compiled by re on first use and cached: a cold start that checks none pays nothing.
+_COLOR = r"^#[0-9a-fA-F]{6}$"
+_HOUR = r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"
+_MIME = r"^[a-z]+/([a-z0-9][a-z0-9.+-]{0,80}|\*)$"
+_HOST = r"^(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*)$"
 
 DEFAULT_WIDGET: Dict[str, Any] = {
     "color": "#1f6feb",
@@ -144,7 +145,7 @@ def origin(value: Any) -> str:
         port = parts.port
     except ValueError:
         raise bad_request("invalid_origin", f"{value!r} is not an origin: scheme://host[:port]")
-    if (parts.scheme not in ("http", "https") or not parts.hostname or not _HOST.match(parts.hostname)
+    if (parts.scheme not in ("http", "https") or not parts.hostname or not re.match(_HOST, parts.hostname)
             or parts.path or parts.query or parts.fragment or parts.username or parts.password):
         raise bad_request("invalid_origin", f"{value!r} is not an origin: scheme://host[:port], nothing after")
     return f"{parts.scheme}://{parts.hostname}" + (f":{port}" if port else "")
@@ -180,7 +181,7 @@ def _business_hours(value: Any) -> Dict[str, Any]:
         previous_end = -1
         for pair in ranges:
             if (not isinstance(pair, list) or len(pair) != 2
-                    or not all(isinstance(t, str) and _HOUR.match(t) for t in pair)):
+                    or not all(isinstance(t, str) and re.match(_HOUR, t) for t in pair)):
                 raise bad_request("invalid_business_hours", f"{day}: each range is [\"HH:MM\", \"HH:MM\"]")
             start, end = _minutes(pair[0]), _minutes(pair[1])
             if start >= end or start < previous_end:
@@ -246,7 +247,7 @@ def auto_invitations(value: Any) -> List[Dict[str, Any]]:
 
 
 def _choice_color(value: Any) -> str:
-    if not isinstance(value, str) or not _COLOR.match(value):
+    if not isinstance(value, str) or not re.match(_COLOR, value):
         raise bad_request("invalid_color", "color must be #rrggbb")
     return value.lower()
 
@@ -259,7 +260,7 @@ def _greeting(value: Any) -> str:
 
 def upload_types(value: Any) -> List[str]:
     if (not isinstance(value, list) or not 0 < len(value) <= MAX_UPLOAD_TYPES
-            or not all(isinstance(t, str) and _MIME.match(t) for t in value)):
+            or not all(isinstance(t, str) and re.match(_MIME, t) for t in value)):
         raise bad_request("invalid_upload_types", f"upload types: 1-{MAX_UPLOAD_TYPES} MIME types like image/png or image/*")
     return list(dict.fromkeys(value))
 

@@ -13,7 +13,6 @@ import heapq
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Set
 
 from chalicelib import autoclose, clock, connections, delivery, observability, requeue
@@ -26,15 +25,17 @@ log = logging.getLogger("kefu.sweep")
 PAGE_SIZE = 100
 
 
-@dataclass
 class SweepReport:
-    examined: int = 0
-    dropped: int = 0
-    kept: int = 0  # pinged between the index read and the delete
-    requeued: int = 0
-    autoclosed: int = 0  # idle conversations closed (chalicelib/autoclose.py)
-    complete: bool = True  # False: the time budget ran out; the next run continues
-    dropped_ids: List[str] = field(default_factory=list)
+    """What one sweep did (a plain class: a dataclass costs every function's cold start)."""
+
+    def __init__(self) -> None:
+        self.examined = 0
+        self.dropped = 0
+        self.kept = 0  # pinged between the index read and the delete
+        self.requeued = 0
+        self.autoclosed = 0  # idle conversations closed (chalicelib/autoclose.py)
+        self.complete = True  # False: the time budget ran out; the next run continues
+        self.dropped_ids: List[str] = []
 
     def as_dict(self) -> Dict[str, object]:
         return {"examined": self.examined, "dropped": self.dropped, "kept": self.kept,

@@ -127,8 +127,6 @@ def test_sweep_reads_track_stale_connections_not_live_ones(harness, timeline):
 
 def test_sweep_drops_the_longest_silent_first_across_shards(harness, monkeypatch):
     """A backlog (more stale connections than threads) delays the newest, never the most overdue."""
-    import dataclasses
-
     oldest = clock.now() - settings().heartbeat_timeout - 60
     ids = [f"stale{i:02d}=" for i in range(12)]
     for i, connection_id in enumerate(ids):  # silent for 60 s, 59 s, ... beyond the timeout
@@ -136,7 +134,7 @@ def test_sweep_drops_the_longest_silent_first_across_shards(harness, monkeypatch
                    connected_at=0, last_seen=oldest + i, sweep_shard=connections.sweep_shard(connection_id),
                    expires_at=int(clock.now()) + 3600).save()
     assert len({connections.sweep_shard(c) for c in ids}) > 1
-    one_thread = dataclasses.replace(settings(), sweep_threads=1)
+    one_thread = settings().replace(sweep_threads=1)
     monkeypatch.setattr(sweep, "settings", lambda: one_thread)
     order = []
     original = connections.drop
