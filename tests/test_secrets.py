@@ -2,6 +2,7 @@
 first needed: nothing at import, and a function pays only for the secrets it uses."""
 from __future__ import annotations
 
+import json
 import pathlib
 import subprocess
 import sys
@@ -108,3 +109,84 @@ def test_importing_the_app_fetches_no_secret():
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def _self_signed(folder: pathlib.Path) -> tuple:
+    """A certificate for "localhost" and its key, as PEM files."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_ssm_over_https_verifies_the_certificate_and_signs_the_host(tmp_path, monkeypatch):
+    """Deployed functions reach SSM over HTTPS: an untrusted certificate is refused, a trusted one
+    answers, and the request is SigV4-signed for ssm with the host it was sent to."""
+    import http.server
+    import ssl
+    import threading
+
+    from chalicelib.ssm import ParameterError
+
+    seen = []
+
+    class Answering(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((dict(self.headers), request))
+            body = json.dumps({"Parameter": {"Name": request["Name"], "Value": "over-https"}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    cert_file, key_file = _self_signed(tmp_path)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answering)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", f"https://localhost:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("KEFU_TOKEN_SECRET", raising=False)
+    monkeypatch.setenv("KEFU_TOKEN_SECRET_PARAM", "/kefu/test/token-secret")
+    settings.cache_clear()
+    try:
+        with pytest.raises(ParameterError, match="CERTIFICATE_VERIFY_FAILED"):
+            settings().token_secret
+        assert seen == []
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))  # trusted from here on, as a CA store would
+        settings.cache_clear()
+        assert settings().token_secret == "over-https"
+        headers, request = seen[0]
+        assert request == {"Name": "/kefu/test/token-secret", "WithDecryption": True}
+        assert headers["Host"] == f"localhost:{port}"
+        assert headers["X-Amz-Target"] == "AmazonSSM.GetParameter"
+        assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=testing/")
+        assert f"/{settings().region}/ssm/aws4_request" in headers["Authorization"]
+        assert "host" in headers["Authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
+    finally:
+        server.shutdown()
+        settings.cache_clear()
