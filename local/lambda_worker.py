@@ -146,7 +146,7 @@ class _AfterImport(importlib.abc.MetaPathFinder):
 # ---- DynamoDB writes, for the local stream stand-in ----------------------------------------
 
 def observe_writes(stream_tables: Dict[str, List[str]], sink: Callable[[Dict[str, Any]], None]) -> Callable[[], None]:
-    """Call ``sink({"operation", "table", "keys"})`` for each item a DynamoDB call of this process
+    """Call ``sink({"operation", "table", "keys"[, "image"]})`` for each item a DynamoDB call of this process
     wrote to a table of ``stream_tables`` (table name -> key attribute names), once DynamoDB
     accepted the call: PutItem, UpdateItem, DeleteItem, and each Put, Update and Delete of a
     TransactWriteItems or BatchWriteItem (less its UnprocessedItems). ``keys`` are typed attribute
@@ -190,25 +190,36 @@ _TRANSACT_KINDS = (("Put", "PutItem"), ("Update", "UpdateItem"), ("Delete", "Del
 
 def written_items(operation: str, params: Dict[str, Any], result: Dict[str, Any],
                   stream_tables: Dict[str, List[str]]) -> List[Dict[str, Any]]:
-    """The items a successful write call changed on the tables of ``stream_tables``."""
+    """The items a successful write call changed on the tables of ``stream_tables``. Where the call
+    itself holds the item as it left it (a PutItem's item, an UpdateItem that returned ALL_NEW, as
+    pynamodb's do) the note carries it as ``image``, in a stream record's JSON: the stream stand-in
+    then has the image of that very write and reads nothing back."""
 
-    def note(op: str, table: str, item_or_key: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    def note(op: str, table: str, item_or_key: Dict[str, Any], image: Optional[Dict[str, Any]] = None
+             ) -> Optional[Dict[str, Any]]:
         names = stream_tables.get(table)
         if names is None:
             return None
-        return {"operation": op, "table": table, "keys": {name: typed_key(item_or_key[name]) for name in names}}
+        written = {"operation": op, "table": table, "keys": {name: typed_key(item_or_key[name]) for name in names}}
+        # Typed values only: boto3's resource layer hands plain ones (its keys are not dicts).
+        if image is not None and all(isinstance(item_or_key[name], dict) for name in names):
+            written["image"] = _json_values(image)
+        return written
 
     found: List[Optional[Dict[str, Any]]] = []
     if operation == "PutItem":
-        found.append(note(operation, params["TableName"], params["Item"]))
-    elif operation in ("UpdateItem", "DeleteItem"):
+        found.append(note(operation, params["TableName"], params["Item"], params["Item"]))
+    elif operation == "UpdateItem":
+        image = (result or {}).get("Attributes") if params.get("ReturnValues") == "ALL_NEW" else None
+        found.append(note(operation, params["TableName"], params["Key"], image))
+    elif operation == "DeleteItem":
         found.append(note(operation, params["TableName"], params["Key"]))
     elif operation == "TransactWriteItems":
         for entry in params.get("TransactItems", ()):
             for kind, op in _TRANSACT_KINDS:
                 if kind in entry:
                     body = entry[kind]
-                    found.append(note(op, body["TableName"], body.get("Item") or body["Key"]))
+                    found.append(note(op, body["TableName"], body.get("Item") or body["Key"], body.get("Item")))
     elif operation == "BatchWriteItem":
         unprocessed = (result or {}).get("UnprocessedItems") or {}
         for table, requests in params.get("RequestItems", {}).items():
@@ -216,10 +227,22 @@ def written_items(operation: str, params: Dict[str, Any], result: Dict[str, Any]
                 if request in unprocessed.get(table, ()):
                     continue
                 if "PutRequest" in request:
-                    found.append(note("PutItem", table, request["PutRequest"]["Item"]))
+                    item = request["PutRequest"]["Item"]
+                    found.append(note("PutItem", table, item, item))
                 elif "DeleteRequest" in request:
                     found.append(note("DeleteItem", table, request["DeleteRequest"]["Key"]))
     return [item for item in found if item is not None]
+
+
+def _json_values(value: Any) -> Any:
+    """Typed attribute values as a stream record's JSON carries them: binary in base64."""
+    if isinstance(value, (bytes, bytearray)):
+        return _base64(value)
+    if isinstance(value, dict):
+        return {key: _json_values(inner) for key, inner in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_json_values(inner) for inner in value]
+    return value
 
 
 def typed_key(value: Any) -> Dict[str, str]:

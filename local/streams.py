@@ -9,15 +9,16 @@ stand-in, local-only, across processes:
    carries them to the runtime (local/lambda_runtime.py ``stream_tables``, ``on_stream_writes``);
    REST routes served in the gateway's own process are observed there the same way;
 2. here, each StreamSource has a queue; a task takes up to ``batch_size`` noted writes, waiting at
-   most ``batching_window_s`` after the first, reads each item as it is now (GetItem,
-   ConsistentRead, from the store), builds records shaped like Lambda's DynamoDB event
+   most ``batching_window_s`` after the first, takes each item's image from its note (a PutItem's
+   item, an UpdateItem's ALL_NEW answer: the item as that write left it) or else reads it as it is
+   now (GetItem, ConsistentRead, from the store), builds records shaped like Lambda's DynamoDB event
    (``eventName`` INSERT/MODIFY/REMOVE, ``Keys``, ``NewImage``, ``SequenceNumber``,
    ``StreamViewType``) and invokes the function through the runtime: its own environments, as an
    event source mapping would. The writer never waits for it.
 
 What differs from AWS:
-- the image is the item when it is read (a moment after the write), not each intermediate image;
-  two writes of one item in a batch both carry its latest image;
+- a write whose call does not hold the whole item (an UpdateItem without ALL_NEW, a transaction's
+  Update) carries the item as read a moment later, not its image at the write;
 - no OldImage (OLD_IMAGE and NEW_AND_OLD_IMAGES get NewImage only); a PutItem is INSERT even when it
   replaced an item (AWS says MODIFY); an UpdateItem that created the item is MODIFY (AWS: INSERT);
   a write whose item is gone by the time it is read is REMOVE;
@@ -179,11 +180,12 @@ class LocalStreams:
                     self._idle.notify_all()
 
     def _records(self, consumer: _Consumer, batch: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-        """The batch's records, each with its item as it is now (in a worker thread)."""
+        """The batch's records, each with its item as its write left it, or else as it is now (in a
+        worker thread)."""
         records = []
         for write in batch:
-            image = None
-            if write["operation"] != "DeleteItem":
+            image = write.get("image")
+            if image is None and write["operation"] != "DeleteItem":
                 key = {name: _wire(value) for name, value in write["keys"].items()}
                 image = self.dynamodb.get_item(TableName=write["table"], Key=key, ConsistentRead=True).get("Item")
                 image = None if image is None else _as_json(image)

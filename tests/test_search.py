@@ -330,11 +330,62 @@ def test_a_batch_write_s_unprocessed_items_are_not_noted():
     delete = {"DeleteRequest": {"Key": {"k": {"S": "b"}}}}
     notes = written_items("BatchWriteItem", {"RequestItems": {"t": [put, delete], "other": [put]}},
                           {"UnprocessedItems": {"t": [delete]}}, {"t": ["k"]})
-    assert notes == [{"operation": "PutItem", "table": "t", "keys": {"k": {"S": "a"}}}]
+    assert notes == [{"operation": "PutItem", "table": "t", "keys": {"k": {"S": "a"}},
+                      "image": {"k": {"S": "a"}, "v": {"N": "1"}}}]
     # Keys travel as JSON, as Lambda's records carry them: binary in base64, numbers as text.
     [note] = written_items("PutItem", {"TableName": "b", "Item": {"k": b"\x00\xff", "n": 7, "x": "y"}}, {},
                            {"b": ["k", "n"]})
     assert note["keys"] == {"k": {"B": "AP8="}, "n": {"N": "7"}}
+    assert "image" not in note  # plain values (boto3's resource layer): the stand-in reads the item
+
+
+def test_a_write_that_holds_its_item_carries_its_image_and_nothing_is_read_back():
+    """A PutItem's item and an UpdateItem's ALL_NEW answer are the images of those writes: each
+    record carries its own (two writes of one item, two images), and the store is never asked."""
+    import asyncio
+
+    from local.functions import StreamSource
+    from local.lambda_worker import written_items
+    from local.streams import LocalStreams
+
+    key = {"k": {"S": "a"}}
+    put = written_items("PutItem", {"TableName": "t", "Item": {**key, "seq": {"N": "1"}, "b": {"B": b"\x01"}}}, {},
+                        {"t": ["k"]})
+    update = written_items("UpdateItem", {"TableName": "t", "Key": key, "ReturnValues": "ALL_NEW"},
+                           {"Attributes": {**key, "seq": {"N": "2"}, "tags": {"BS": [b"\xff"]}}}, {"t": ["k"]})
+    unreturned = written_items("UpdateItem", {"TableName": "t", "Key": key, "ReturnValues": "NONE"}, {}, {"t": ["k"]})
+    assert put[0]["image"] == {"k": {"S": "a"}, "seq": {"N": "1"}, "b": {"B": "AQ=="}}
+    assert update[0]["image"] == {"k": {"S": "a"}, "seq": {"N": "2"}, "tags": {"BS": ["/w=="]}}
+    assert "image" not in unreturned[0]
+
+    class Store:
+        reads = 0
+
+        def describe_table(self, TableName):
+            return {"Table": {"KeySchema": [{"AttributeName": "k", "KeyType": "HASH"}],
+                              "StreamSpecification": {"StreamViewType": "NEW_IMAGE"}}}
+
+        def get_item(self, TableName, Key, ConsistentRead):
+            Store.reads += 1
+            return {"Item": {**Key, "seq": {"N": "3"}}}
+
+    batches = []
+
+    async def invoke(function, event):
+        batches.append(event["Records"])
+
+    async def run():
+        feed = LocalStreams([StreamSource("F", "t", batch_size=10, batching_window_s=0.1)], Store())
+        await feed.start(invoke)
+        feed.note(put + update + unreturned)
+        await feed.drain(timeout=5)
+        await feed.stop()
+
+    asyncio.run(run())
+    [records] = batches
+    assert [(r["eventName"], r["dynamodb"]["NewImage"]["seq"]["N"]) for r in records] == [
+        ("INSERT", "1"), ("MODIFY", "2"), ("MODIFY", "3")]
+    assert Store.reads == 1  # the UpdateItem that returned nothing
 
 
 def test_a_failing_stream_function_drops_its_batch_and_the_feed_goes_on():
