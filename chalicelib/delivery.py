@@ -34,22 +34,16 @@ _clients_lock = threading.Lock()
 
 
 def _client(endpoint: str) -> Any:
-    """One Management API client per endpoint, built once: threads pushing at once (a sweep's drops)
-    wait for the first to build it rather than each building their own."""
+    """One Management API client per endpoint (chalicelib/management_api.py), built once: threads
+    pushing at once (a sweep's drops) share it, each on its own kept-alive connection."""
     client = _clients.get(endpoint)
     if client is not None:
         return client
     with _clients_lock:
         if endpoint not in _clients:
-            import boto3  # in the Lambda runtime; imported here so REST-only paths never pay for it
-            from botocore.config import Config
+            from chalicelib.management_api import ManagementApi
 
-            _clients[endpoint] = boto3.client(
-                "apigatewaymanagementapi",
-                endpoint_url=endpoint,
-                region_name=settings().region,
-                config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2}),
-            )
+            _clients[endpoint] = ManagementApi(endpoint, settings().region)
         return _clients[endpoint]
 
 

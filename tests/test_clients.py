@@ -3,8 +3,7 @@ however many threads ask first (a cold sweep's drops all start at once)."""
 from __future__ import annotations
 
 import threading
-
-import boto3
+import time
 
 from chalicelib import delivery, models
 
@@ -36,15 +35,19 @@ def test_every_table_uses_one_dynamodb_client_built_once(monkeypatch):
 
 
 def test_the_management_api_client_is_built_once_under_concurrent_pushes(monkeypatch):
+    from chalicelib import management_api
+
     monkeypatch.setattr(delivery, "_clients", {})
     built = []
-    real = boto3.client
+    real = management_api.ManagementApi
 
     def counting_client(*args, **kwargs):
         built.append(args[0])
+        time.sleep(0.05)  # a slow build: every thread arrives while the first is building
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(boto3, "client", counting_client)
-    results = _first_use_from_threads(lambda: delivery._client("https://abc.execute-api.us-east-1.amazonaws.com/api"))
-    assert built == ["apigatewaymanagementapi"]
+    monkeypatch.setattr(management_api, "ManagementApi", counting_client)
+    endpoint = "https://abc.execute-api.us-east-1.amazonaws.com/api"
+    results = _first_use_from_threads(lambda: delivery._client(endpoint))
+    assert built == [endpoint]
     assert len({id(c) for c in results}) == 1

@@ -177,7 +177,8 @@ def test_ssm_over_https_verifies_the_certificate_and_signs_the_host(tmp_path, mo
         with pytest.raises(ParameterError, match="CERTIFICATE_VERIFY_FAILED"):
             settings().token_secret
         assert seen == []
-        monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))  # trusted from here on, as a CA store would
+        # Trusted from here on, as if it were in the CA store (http.client's HTTPS context factory).
+        monkeypatch.setattr(ssl, "_create_default_https_context", lambda: ssl.create_default_context(cafile=cert_file))
         settings.cache_clear()
         assert settings().token_secret == "over-https"
         headers, request = seen[0]
