@@ -61,6 +61,16 @@ def test_a_missing_parameter_refuses_tokens_with_misconfigured(ssm, monkeypatch)
     assert "/kefu/test/nothing-here" in settings().missing_secret_reason("KEFU_TOKEN_SECRET")
 
 
+def _token_secret_from(monkeypatch, ssm_endpoint: str) -> None:
+    """The token secret is the SSM parameter /kefu/test/token-secret, read from ``ssm_endpoint``."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", ssm_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("KEFU_TOKEN_SECRET", raising=False)
+    monkeypatch.setenv("KEFU_TOKEN_SECRET_PARAM", "/kefu/test/token-secret")
+    settings.cache_clear()
+
+
 def test_ssm_refusing_is_an_error_not_a_missing_secret(monkeypatch):
     """AccessDenied (a role without ssm:GetParameter) fails the request and is asked again on the
     next one; it is never taken for "no secret"."""
@@ -83,12 +93,7 @@ def test_ssm_refusing_is_an_error_not_a_missing_secret(monkeypatch):
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Denying)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", f"http://127.0.0.1:{server.server_address[1]}")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("KEFU_TOKEN_SECRET", raising=False)
-    monkeypatch.setenv("KEFU_TOKEN_SECRET_PARAM", "/kefu/test/token-secret")
-    settings.cache_clear()
+    _token_secret_from(monkeypatch, f"http://127.0.0.1:{server.server_address[1]}")
     try:
         with pytest.raises(ParameterError, match="AccessDeniedException"):
             settings().token_secret
@@ -167,12 +172,7 @@ def test_ssm_over_https_verifies_the_certificate_and_signs_the_host(tmp_path, mo
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", f"https://localhost:{port}")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("KEFU_TOKEN_SECRET", raising=False)
-    monkeypatch.setenv("KEFU_TOKEN_SECRET_PARAM", "/kefu/test/token-secret")
-    settings.cache_clear()
+    _token_secret_from(monkeypatch, f"https://localhost:{port}")
     try:
         with pytest.raises(ParameterError, match="CERTIFICATE_VERIFY_FAILED"):
             settings().token_secret
