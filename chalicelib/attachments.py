@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, List, Tuple
 
-from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.exceptions import UpdateError
 
 from chalicelib import clock, conversations, uploads
 from chalicelib.config import settings
@@ -136,10 +136,8 @@ def _check_still_attachable(identity: Identity, conversation: Conversation) -> N
         return
     if identity.is_agent:
         raise conflict("conversation_closed", "the conversation is closed")
-    try:
-        current = Visitor.get(identity.site_id, identity.subject, consistent_read=True).conversation_id
-    except DoesNotExist:
-        current = None
+    visitor = Visitor.find(identity.site_id, identity.subject)
+    current = visitor.conversation_id if visitor else None
     if current and current != conversation.conversation_id:
         raise conflict("conversation_closed", "the conversation is closed; upload the file again in the current one")
 

@@ -60,10 +60,7 @@ def run(timer: Connection) -> bool:
     from chalicelib import conversations  # conversations arms timers: imported here, not at the top
 
     closed = False
-    try:
-        conversation: Optional[Conversation] = Conversation.get(timer.subject, consistent_read=True)
-    except DoesNotExist:
-        conversation = None
+    conversation = Conversation.find(timer.subject)
     if conversation is not None and conversation.status != "closed" and idle_seconds() > 0:
         last_activity = int(conversation.updated_at) / 1000
         if clock.now() < last_activity + idle_seconds():

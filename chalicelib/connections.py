@@ -67,9 +67,8 @@ def _identity_of(record: Connection) -> Identity:
 
 def _live_record(connection_id: str) -> Optional[Connection]:
     """The record, unless missing or past its TTL (DynamoDB deletes expired items lazily)."""
-    try:
-        record = Connection.get(connection_id, consistent_read=True)
-    except DoesNotExist:
+    record = Connection.find(connection_id)
+    if record is None:
         return None
     if record.expires_at <= clock.now():
         return None
@@ -190,20 +189,15 @@ def _join_visitor_item(connection_id: str, identity: Identity, now: int) -> Visi
     # the roster is full (on the conversation item, or on the visitor item), or the id is not theirs
     if _conversation(identity.conversation_id) is not None:
         raise _too_many()
-    try:
-        pointer = Visitor.get(identity.site_id, identity.subject, consistent_read=True).conversation_id
-    except DoesNotExist:
-        pointer = None
+    visitor = Visitor.find(identity.site_id, identity.subject)
+    pointer = visitor.conversation_id if visitor else None
     if pointer == identity.conversation_id:
         raise _too_many()
     raise not_found("conversation_not_found", "no such conversation")
 
 
-def _conversation(conversation_id: str) -> Optional[Conversation]:
-    try:
-        return Conversation.get(conversation_id, consistent_read=True)
-    except DoesNotExist:
-        return None
+def _conversation(conversation_id: str) -> Optional[Conversation]:  # a seam for the race tests
+    return Conversation.find(conversation_id)
 
 
 def _leave_visitor_item(connection_id: str, identity: Identity) -> Optional[Visitor]:
@@ -275,10 +269,10 @@ def drop(connection_id: str, identity: Optional[Identity] = None,
         if known is not None:
             identity = known.identity
         else:
-            try:
-                identity = _identity_of(Connection.get(connection_id, consistent_read=True))
-            except DoesNotExist:
+            record = Connection.find(connection_id)
+            if record is None:
                 return None
+            identity = _identity_of(record)
     if silent_since is not None:
         try:
             Connection(connection_id).delete(condition=Connection.last_seen < silent_since)

@@ -104,19 +104,12 @@ def check_access(identity: Identity, conversation_id: Any) -> None:
         raise forbidden("not_in_conversation", "you are not in that conversation")
 
 
-def _get(conversation_id: str) -> Optional[Conversation]:
-    try:
-        return Conversation.get(conversation_id, consistent_read=True)
-    except DoesNotExist:
-        return None
-
-
 def load(identity: Identity, conversation_id: Any) -> Conversation:
     """Read a conversation the caller may see (visitor: their own; agent: their site's). A visitor's
     reserved conversation that has no item yet is answered virtual (``is_virtual``); agents never
     get one."""
     check_access(identity, conversation_id)
-    conversation = _get(conversation_id)
+    conversation = Conversation.find(conversation_id)
     if conversation is None and not identity.is_agent:
         conversation = reserved(identity.site_id, identity.subject, conversation_id)
     if conversation is None or conversation.site_id != identity.site_id:
@@ -154,9 +147,8 @@ def is_virtual(conversation: Conversation) -> bool:
 def reserved(site_id: str, visitor_id: str, conversation_id: str) -> Optional[Conversation]:
     """The visitor's reserved conversation, virtual, if the visitor item's pointer names
     ``conversation_id`` (called once its item was found missing); else None."""
-    try:
-        visitor = Visitor.get(site_id, visitor_id, consistent_read=True)
-    except DoesNotExist:
+    visitor = Visitor.find(site_id, visitor_id)
+    if visitor is None:
         return None
     if visitor.conversation_id != conversation_id:
         return None
@@ -175,7 +167,7 @@ def open_for_visitor(visitor: Visitor) -> Conversation:
     """
     for _ in range(3):
         current_id = visitor.conversation_id
-        existing = _get(current_id) if current_id else None
+        existing = Conversation.find(current_id) if current_id else None
         if current_id and existing is None:
             return virtual(visitor, current_id)  # reserved by an earlier session: nobody wrote yet
         if existing is not None and existing.status != "closed":
@@ -241,7 +233,7 @@ def create_reserved(site_id: str, visitor_id: str, conversation_id: str) -> bool
         if not _cancelled_by_a_condition(exc):
             raise
         pointer_moved = _failed_conditions(exc)[0]  # a transaction lists its condition checks first
-        existing = _get(conversation_id)
+        existing = Conversation.find(conversation_id)
         if pointer_moved or existing is None:
             return existing is not None
         # a concurrent first send created it: its tabs are copied before this send goes on too
@@ -252,9 +244,8 @@ def create_reserved(site_id: str, visitor_id: str, conversation_id: str) -> bool
 
 
 def _copy_live_connections(conversation: Conversation) -> None:
-    try:
-        visitor = Visitor.get(conversation.site_id, conversation.visitor_id, consistent_read=True)
-    except DoesNotExist:
+    visitor = Visitor.find(conversation.site_id, conversation.visitor_id)
+    if visitor is None:
         return
     live = as_dict(visitor.live_conns)
     for _ in range(3):
@@ -277,7 +268,7 @@ def _copy_live_connections(conversation: Conversation) -> None:
 
 def current_of(visitor: Visitor) -> Optional[Conversation]:
     """The conversation the visitor item points to (any status), if it has an item."""
-    return _get(visitor.conversation_id) if visitor.conversation_id else None
+    return Conversation.find(visitor.conversation_id) if visitor.conversation_id else None
 
 
 def transactions() -> PynamoConnection:
@@ -550,13 +541,11 @@ def landing_for_visitor(identity: Identity, closed: Conversation) -> str:
     (closed), reopened. Returns its id."""
     site = Site.get(identity.site_id)
     for _ in range(3):
-        try:
-            current_id = Visitor.get(identity.site_id, identity.subject, consistent_read=True).conversation_id
-        except DoesNotExist:
-            current_id = None
+        visitor = Visitor.find(identity.site_id, identity.subject)
+        current_id = visitor.conversation_id if visitor else None
         target = closed
         if current_id and current_id != closed.conversation_id:
-            current = _get(current_id)
+            current = Conversation.find(current_id)
             if current is None and create_reserved(identity.site_id, identity.subject, current_id):
                 return current_id  # reserved by a newer session, nobody wrote there yet: it is created now
             if current is not None and current.status != "closed":
@@ -565,7 +554,7 @@ def landing_for_visitor(identity: Identity, closed: Conversation) -> str:
                 target = current
         if target.status != "closed" or reopen(site, target, identity.subject):
             return target.conversation_id
-        refreshed = _get(target.conversation_id)  # reopened by another send, or the visitor moved on
+        refreshed = Conversation.find(target.conversation_id)  # reopened by another send, or the visitor moved on
         if refreshed is not None and refreshed.status != "closed":
             return refreshed.conversation_id
     raise conflict("conversation_changed", "the visitor's conversation keeps changing; retry")

@@ -7,7 +7,7 @@ Access patterns (all by key or index, never a Scan) are listed in docs/dynamodb.
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, List, Optional, Tuple, Type
+from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar
 
 from pynamodb.attributes import (
     BooleanAttribute,
@@ -26,9 +26,12 @@ from pynamodb.indexes import (
     LocalSecondaryIndex,
 )
 from pynamodb.connection import TableConnection
+from pynamodb.exceptions import DoesNotExist
 from pynamodb.models import Model
 
 from chalicelib.config import settings
+
+_T = TypeVar("_T", bound="Table")
 
 
 class Table(Model):
@@ -50,6 +53,14 @@ class Table(Model):
                     _clients[key] = connection.client
                 connection._client = _clients[key]
         return table
+
+    @classmethod
+    def find(cls: Type[_T], hash_key: Any, range_key: Any = None) -> Optional[_T]:
+        """The item, read consistently, or None when there is none."""
+        try:
+            return cls.get(hash_key, range_key, consistent_read=True)
+        except DoesNotExist:
+            return None
 
 
 _clients: Dict[Tuple[Optional[str], Optional[str]], Any] = {}
