@@ -1,7 +1,7 @@
 """How much chat the local stack carries on this machine: python -m bench.local_load.
 
 Starts the real local stack (`python -m local`), opens ``--sockets`` live WebSockets (agents plus
-visitors, every one pinging on the heartbeat interval as the widget does), then offers messages
+visitors, every one pinging every 25 s as the widget does), then offers messages
 at each rate in ``--rates`` for ``--seconds`` each, from the chatting visitors in turn. For every
 message it records the visitor's ack and the first agent's push, and reports per rate: the rate
 achieved, p50/p99 visitor-to-agent delivery, p99 ack, anything not delivered, and the CPU each
@@ -34,6 +34,9 @@ RESULTS = ROOT / "bench" / "results" / "local_load.json"
 AGENT_PASSWORD = "load-agent-password"
 GOALS = {"messages_per_second": 100, "p99_ms_at_100": 250, "p99_ms_at_50": 100}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# The ping period of web/widget.js and web/console/console.js. The server writes last-seen at most
+# once per KEFU_HEARTBEAT_INTERVAL (30 s), so every other ping writes.
+WIDGET_PING_SECONDS = 25
 
 
 def percentile(values: List[float], p: float) -> Optional[float]:
@@ -215,7 +218,7 @@ async def drive(info: Dict[str, Any], base: str, logins: List[Tuple[str, str]], 
     visitors = [Peer(ws, ledger, "visitor") for ws in sockets]
     setup_seconds = time.perf_counter() - began
     peers = agents + visitors
-    beats = [asyncio.create_task(p.heartbeat(info.get("heartbeat_interval", 30), rng)) for p in peers]
+    beats = [asyncio.create_task(p.heartbeat(WIDGET_PING_SECONDS, rng)) for p in peers]
     chatters = list(zip(visitors[: args.chatters], sessions[: args.chatters]))
     ids = itertools.count(1)
 
