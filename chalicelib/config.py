@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Dict, Optional
+from typing import Dict, Optional
 
 
 def _int(name: str, default: int) -> int:
@@ -139,12 +139,6 @@ class Settings:
         self.auto_close_hours: float = float(_str("KEFU_AUTO_CLOSE_HOURS", "24"))
         # Secrets read so far (see ``secret``): each function pays only for the ones it uses.
         self._secrets: Dict[str, Optional[str]] = {}
-
-    def replace(self, **changes: Any) -> "Settings":
-        """A copy with some values changed (tests)."""
-        copy = object.__new__(Settings)
-        copy.__dict__.update(self.__dict__, _secrets={}, **changes)
-        return copy
 
     def secret(self, variable: str) -> Optional[str]:
         """``variable`` from the environment, or else the SSM SecureString that ``{variable}_PARAM``

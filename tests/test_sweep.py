@@ -134,12 +134,15 @@ def test_sweep_drops_the_longest_silent_first_across_shards(harness, monkeypatch
                    connected_at=0, last_seen=oldest + i, sweep_shard=connections.sweep_shard(connection_id),
                    expires_at=int(clock.now()) + 3600).save()
     assert len({connections.sweep_shard(c) for c in ids}) > 1
-    one_thread = settings().replace(sweep_threads=1)
-    monkeypatch.setattr(sweep, "settings", lambda: one_thread)
+    monkeypatch.setenv("KEFU_SWEEP_THREADS", "1")
+    settings.cache_clear()
     order = []
     original = connections.drop
     monkeypatch.setattr(connections, "drop", lambda cid, *a, **k: order.append(cid) or original(cid, *a, **k))
-    assert sweep.sweep().examined == 12
+    try:
+        assert sweep.sweep().examined == 12
+    finally:
+        settings.cache_clear()
     assert order == ids
 
 
