@@ -215,9 +215,17 @@ class Conversation(Table):
     # connection id -> connected-at, for every live connection of the visitor
     visitor_conns = MapAttribute(default=dict)
     # The visitor's sends in the current rate window (chalicelib/messages.py): a limit across all
-    # their sockets and REST that costs no write of its own.
+    # their sockets and REST that costs no write of its own. The count sits in one of
+    # RATE_SLOTS attributes, picked by the window's number, so one conditional update (if_not_exists)
+    # both starts a new window and counts within one; send_count is the former single counter.
     send_window = NumberAttribute(null=True)
     send_count = NumberAttribute(null=True)
+    send_count_0 = NumberAttribute(null=True)
+    send_count_1 = NumberAttribute(null=True)
+    send_count_2 = NumberAttribute(null=True)
+    send_count_3 = NumberAttribute(null=True)
+    send_count_4 = NumberAttribute(null=True)
+    send_count_5 = NumberAttribute(null=True)
     open_site_id = UnicodeAttribute(null=True)  # = site_id while open: the site-open-index key
     opened_at = NumberAttribute(null=True)  # ms, when it was created or last reopened
     closed_at = NumberAttribute(null=True)
