@@ -278,12 +278,12 @@ def _refusal(identity: Identity, conversation_id: str) -> Any:
     return None
 
 
-# The visitor's send count lives in one of RATE_SLOTS attributes, the window's number modulo
-# RATE_SLOTS, and every counted send removes the others. So the slot is either absent (the visitor
-# did not write last window... or had their previous write RATE_SLOTS windows ago, see below) or
-# holds this window's count, and one conditional update starts or continues a window: if_not_exists
-# does what would otherwise take a guess between two writes, and a wrong guess a refused write
-# (0.44 per message at 100/s in bench/local_load.py, function instances sharing busy conversations).
+# The visitor's send count lives in one of RATE_SLOTS attributes (the window's number modulo
+# RATE_SLOTS) and every counted send removes the others. So the slot is absent, or holds this
+# window's count, or (the visitor's previous send was a whole number of slot cycles ago) a stale one.
+# One conditional update with if_not_exists thus starts or continues a window, where one counter
+# needed a guess between two writes, and a wrong guess a refused write (0.44 per message at 100/s
+# in bench/local_load.py, function instances sharing busy conversations).
 RATE_SLOTS = 6
 _SLOTS = [getattr(Conversation, f"send_count_{i}") for i in range(RATE_SLOTS)]
 
