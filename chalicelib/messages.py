@@ -3,11 +3,18 @@
 Per send (docs/dynamodb.md has the full table):
   read   GetItem site (the agents' connection roster, to deliver to; at most once a second per warm
          function: sites.cached_site)                                [+ GetItem connection on a cold function]
-  write1 PutItem message keyed by client_msg_id, if absent   -> a retry is found by key, stores nothing
-  write2 UpdateItem conversation ADD last_seq 1, if the sender may write there -> the next seq, atomically
-  write3 UpdateItem message SET seq                           -> visible to sync (the seq index is sparse)
+  write1 UpdateItem conversation ADD last_seq 1, if the sender may write there (and, for a visitor,
+         under the send limit)                                       -> the next seq, atomically
+  write2 PutItem message with its seq, keyed by client_msg_id, if absent
+                                                                     -> stored and in the seq index at once
 
-A visitor's first message finds their reserved conversation without an item (write2 refused): it
+A retry finds its message by key at write2: the seq it took goes back (a conditional ADD -1 while
+it is still the last) or, if another message took the next one meanwhile, becomes a gap tombstone;
+the answer is the original ack. A writer dying between the two writes leaves an empty seq, which
+sync declares a gap once no writer can still be alive (KEFU_SEQ_GAP_SECONDS); the retry stores the
+message under a new seq. A refused write1 stores nothing.
+
+A visitor's first message finds their reserved conversation without an item (write1 refused): it
 creates it (conversations.create_reserved), then takes the seq as above.
 """
 from __future__ import annotations
@@ -16,7 +23,7 @@ import re
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Tuple
 
-from pynamodb.exceptions import DeleteError, PutError, UpdateError
+from pynamodb.exceptions import PutError, UpdateError
 
 from chalicelib import clock, connections, conversations, ids, jsonio, outbox, paging, reports, sites
 from chalicelib.config import settings
@@ -26,9 +33,6 @@ from chalicelib.tokens import Identity
 
 # Patterns are strings, compiled by re on first use and cached: a cold start that checks none pays nothing.
 _CLIENT_MSG_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
-# A send that crashed between its writes leaves its message without a seq; a retry older
-# than this takes it over instead of answering "in progress".
-PENDING_TAKEOVER_SECONDS = 10
 # The conversation keeps a preview of its last message; short, so the item stays under 1 KB.
 PREVIEW_CHARS = 80
 
@@ -149,38 +153,21 @@ def _store(identity: Identity, conversation_id: str, client_msg_id: str, text: O
         text=text,
         attachment=attachment,
         note=True if note else None,
-        created_at=int(clock.now() * 1000),
+        created_at=int(clock.now() * 1000),  # before its seq is taken: sync's gap rule relies on that
     )
+    conversation = _next_seq(identity, conversation_id, message)
+    if isinstance(conversation, str):
+        return conversation
+    message.seq = int(conversation.last_seq)
     try:
         message.save(condition=Message.client_msg_id.does_not_exist())
     except PutError as exc:
         if not is_condition_failure(exc):
             raise
-        message = Message.get(conversation_id, client_msg_id, consistent_read=True)
-        if (message.sender_role, message.sender_id, bool(message.note)) != (identity.role, identity.subject, note):
-            raise conflict("client_msg_id_conflict", "that client_msg_id belongs to another message")
-        if message.seq is not None:
-            return ack_frame(message, duplicate=True)
-        if clock.now() * 1000 - message.created_at < PENDING_TAKEOVER_SECONDS * 1000:
-            raise conflict("send_in_progress", "that message is still being stored; retry shortly")
-        # Its first writer died: take it over. Stored now, so it is dated now (sync's gap rule
-        # relies on a message's date being no older than the invocation that gave it its seq).
-        message.created_at = int(clock.now() * 1000)
-
-    conversation = _next_seq(identity, conversation_id, message)
-    if isinstance(conversation, str):
-        return conversation
-    seq = int(conversation.last_seq)
-    try:
-        message.update(actions=[Message.seq.set(seq), Message.created_at.set(message.created_at)],
-                       condition=Message.seq.does_not_exist())
-    except UpdateError as exc:
-        if not is_condition_failure(exc):
-            raise
-        # A concurrent retry of this same message won: our seq stays empty, so say so for good.
-        write_gap(conversation_id, seq)
-        message = Message.get(conversation_id, client_msg_id, consistent_read=True)
-        return ack_frame(message, duplicate=True)
+        stored, adopted = _already_stored(identity, message, note)
+        if not adopted:
+            return ack_frame(stored, duplicate=True)
+        message = stored  # left without a seq by a writer of the former write order: now stored
 
     site = sites.cached_site(identity.site_id)
     if conversation.status == "new":
@@ -194,6 +181,40 @@ def _store(identity: Identity, conversation_id: str, client_msg_id: str, text: O
     if conversation.status == "queued" and not identity.is_agent:
         conversations.assign_if_possible(site, conversation)
     return ack_frame(message)
+
+
+def _already_stored(identity: Identity, message: Message, note: bool) -> Tuple[Message, bool]:
+    """A retry: the message stored under that client_msg_id, and whether it took the seq just
+    taken (a message the former write order left without one). Else that seq goes back if no other
+    message took one since, or becomes a gap (sync lists it)."""
+    stored = Message.get(message.conversation_id, message.client_msg_id, consistent_read=True)
+    if (stored.sender_role, stored.sender_id, bool(stored.note)) != (identity.role, identity.subject, note):
+        _give_back(message.conversation_id, int(message.seq))
+        raise conflict("client_msg_id_conflict", "that client_msg_id belongs to another message")
+    if stored.seq is None:
+        # A send of the former order (message first, then seq) died between its writes: the
+        # message takes this seq. A concurrent retry may do so first; then ours is given back.
+        try:
+            stored.update(actions=[Message.seq.set(message.seq), Message.created_at.set(message.created_at)],
+                          condition=Message.seq.does_not_exist())
+            return stored, True
+        except UpdateError as exc:
+            if not is_condition_failure(exc):
+                raise
+        stored = Message.get(message.conversation_id, message.client_msg_id, consistent_read=True)
+    _give_back(message.conversation_id, int(message.seq))
+    return stored, False
+
+
+def _give_back(conversation_id: str, seq: int) -> None:
+    """Undo a seq a retry took for nothing, so no client sees a gap; a gap if another took one since."""
+    try:
+        Conversation(conversation_id).update(actions=[Conversation.last_seq.add(-1)],
+                                             condition=Conversation.last_seq == seq)
+    except UpdateError as exc:
+        if not is_condition_failure(exc):
+            raise
+        write_gap(conversation_id, seq)
 
 
 def _count_first_response(identity: Identity, conversation: Conversation, message: Message) -> None:
@@ -210,8 +231,8 @@ def _next_seq(identity: Identity, conversation_id: str, message: Message) -> Any
     """Take the next seq (ADD on the conversation, with the access check as its condition).
 
     Returns the updated conversation, or, for a visitor writing to a closed conversation, the id of
-    the conversation to store it in instead (reopened, or the visitor's current one). A refused
-    message is removed, so nothing of it stays stored.
+    the conversation to store it in instead (reopened, or the visitor's current one). Nothing of a
+    refused message is stored: it is written after this.
     """
     conversation = Conversation(conversation_id)
     condition = (
@@ -245,11 +266,9 @@ def _next_seq(identity: Identity, conversation_id: str, message: Message) -> Any
         refusal = _refusal(identity, conversation_id)
         if refusal is None:
             continue  # it changed between the write and the read (reopened, a new window): again
-        _discard_pending(message)
         if isinstance(refusal, str):
             return refusal
         raise refusal
-    _discard_pending(message)
     raise conflict("conversation_changed", "the conversation keeps changing; retry")
 
 
@@ -327,14 +346,6 @@ def _rate_attempts(identity: Identity, conversation_id: str) -> List[Tuple[List[
     if seen is not None and seen < window and (window - seen) % RATE_SLOTS == 0:
         return [restarted, counted]
     return [counted, restarted]
-
-
-def _discard_pending(message: Message) -> None:
-    try:
-        message.delete(condition=Message.seq.does_not_exist())
-    except DeleteError as exc:
-        if not is_condition_failure(exc):  # a concurrent retry stored it meanwhile: keep it
-            raise
 
 
 def write_gap(conversation_id: str, seq: int) -> None:

@@ -48,7 +48,28 @@ def test_retried_client_msg_id_is_stored_once_and_gets_the_original_ack(harness)
     assert (again["seq"], again["id"], again["created_at"]) == (first["seq"], first["id"], first["created_at"])
     assert harness.mgmt.of_type(agent_conn, "message") == []  # not delivered twice
     assert Message.count(cid) == 1
-    assert _send(harness, conn, cid, "next")["seq"] == 2  # no seq was burned by the retry
+    assert _send(harness, conn, cid, "next")["seq"] == 2  # the seq the retry took was given back
+
+
+def test_a_retry_racing_another_message_leaves_an_explicit_gap(harness, monkeypatch):
+    """The retry's seq cannot go back once another message took the next one: it becomes a gap."""
+    from chalicelib import messages
+
+    site, agent, agent_conn, visitor, conn = harness.chat()
+    cid = visitor["conversation_id"]
+    _send(harness, conn, cid, "same", "hello")
+    original = messages._give_back
+
+    def another_message_first(conversation_id, seq):
+        monkeypatch.setattr(messages, "_give_back", original)
+        assert _send(harness, agent_conn, cid, "agent1", "hi")["seq"] == seq + 1
+        original(conversation_id, seq)
+
+    monkeypatch.setattr(messages, "_give_back", another_message_first)
+    replies = harness.frame(conn, {"action": "send", "conversation_id": cid, "client_msg_id": "same", "text": "hello"})
+    assert [(r["type"], r["seq"], r.get("duplicate")) for r in replies] == [("message", 3, None), ("ack", 1, True)]
+    page = harness.reply(conn, {"action": "sync", "conversation_id": cid, "after_seq": 0})
+    assert [m["seq"] for m in page["messages"]] == [1, 3] and page["gaps"] == [2] and page["next_after_seq"] == 3
 
 
 def test_concurrent_retries_of_one_message_store_it_once(harness):
@@ -62,11 +83,14 @@ def test_concurrent_retries_of_one_message_store_it_once(harness):
     with ThreadPoolExecutor(max_workers=6) as pool:
         list(pool.map(lambda _: harness.client.lambda_.invoke("ws_message", message_event(conn, frame)), range(6)))
     replies = harness.mgmt.take(conn)
-    assert {r["type"] for r in replies} <= {"ack", "error"}
-    assert {r["seq"] for r in replies if r["type"] == "ack"} == {1}
-    assert all(r["code"] == "send_in_progress" for r in replies if r["type"] == "error")
-    assert Message.count(cid) == 1
-    assert _send(harness, conn, cid, "after")["seq"] == 2
+    assert [r["type"] for r in replies] == ["ack"] * 6
+    assert len({r["seq"] for r in replies}) == 1 and sum(not r.get("duplicate") for r in replies) == 1
+    assert [m.client_msg_id for m in Message.query(cid) if not m.gap] == ["dup"]
+    # every seq the retries took was given back or is an explicit gap: nobody waits for one
+    page = harness.reply(conn, {"action": "sync", "conversation_id": cid, "after_seq": 0})
+    assert [m["client_msg_id"] for m in page["messages"]] == ["dup"]
+    assert sorted(page["gaps"] + [replies[0]["seq"]]) == list(range(1, page["last_seq"] + 1))
+    assert _send(harness, conn, cid, "after")["seq"] == page["last_seq"] + 1
 
 
 def test_sync_after_outage_returns_exactly_the_missed_messages(harness):

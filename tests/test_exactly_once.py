@@ -331,32 +331,50 @@ def test_a_writer_dying_between_its_writes_leaves_an_explicit_gap_and_loses_noth
     site, agent, agent_conn, visitor, visitor_conn = harness.chat()
     cid = visitor["conversation_id"]
     assert _send(harness, visitor_conn, cid, "m1", "one")["seq"] == 1
-    original = Message.update
+    original = Message.save
     crash = {"left": 1}
 
-    def dies_before_setting_the_seq(self, actions, condition=None, **kwargs):
+    def dies_before_storing(self, condition=None, **kwargs):
         if crash["left"] and self.client_msg_id == "m2":
             crash["left"] -= 1
-            raise SystemError("the function died between the counter update and SET seq")
-        return original(self, actions, condition=condition, **kwargs)
+            raise SystemError("the function died between taking the seq and storing the message")
+        return original(self, condition=condition, **kwargs)
 
-    monkeypatch.setattr(Message, "update", dies_before_setting_the_seq)
+    monkeypatch.setattr(Message, "save", dies_before_storing)
     assert _send(harness, visitor_conn, cid, "m2", "two")["code"] == "internal_error"  # seq 2 taken, unused
     assert _send(harness, visitor_conn, cid, "m3", "three")["seq"] == 3
-    assert _send(harness, visitor_conn, cid, "m2", "two")["code"] == "send_in_progress"
 
     # a client following the rule never waits for 2: it shows 1 and 3 and is caught up
     messages, gaps, _ = _catch_up(harness, agent_conn, cid)
     assert [m["seq"] for m in messages] == [1, 3] and gaps == set()
 
-    timeline(11)  # the re-send takes the message over and stores it under a new seq
-    assert _send(harness, visitor_conn, cid, "m2", "two")["seq"] == 4
+    assert _send(harness, visitor_conn, cid, "m2", "two")["seq"] == 4  # the re-send stores it, under a new seq
+    assert _send(harness, visitor_conn, cid, "m2", "two")["duplicate"] is True  # and only once
     timeline(settings().seq_gap_seconds + 1)  # the dead writer's number is declared a gap for good
     messages, gaps, _ = _catch_up(harness, agent_conn, cid, synced_seq=1)
     assert [m["text"] for m in messages] == ["three", "two"] and gaps == {2}
     again, gaps_again, _ = _catch_up(harness, agent_conn, cid, synced_seq=1)
     assert gaps_again == {2} and len(again) == 2  # the tombstone stands; nothing else changed
     assert Message.count(cid) == 4  # three messages and one tombstone
+
+
+def test_a_message_left_without_a_seq_by_the_former_write_order_is_stored_by_its_retry(harness):
+    """Before seqs were taken first, a send stored its message, then took a seq, then set it: a
+    writer that died in between left the message without a seq (outside the seq index). Its retry
+    gives it the seq it takes, and delivers it, once."""
+    site, agent, agent_conn, visitor, visitor_conn = harness.chat()
+    cid = visitor["conversation_id"]
+    assert _send(harness, visitor_conn, cid, "m1", "one")["seq"] == 1
+    first = Message.get(cid, "m1")
+    Message(cid, "m2", message_id="msg_legacy", sender_role="visitor", sender_id=first.sender_id, text="two",
+            created_at=first.created_at).save()
+    harness.mgmt.take(agent_conn)
+    ack = _send(harness, visitor_conn, cid, "m2", "two")
+    assert ack["type"] == "ack" and ack["seq"] == 2 and ack["id"] == "msg_legacy" and "duplicate" not in ack
+    assert [m["text"] for m in harness.mgmt.of_type(agent_conn, "message")] == ["two"]
+    assert _send(harness, visitor_conn, cid, "m2", "two")["duplicate"] is True
+    messages, gaps, _ = _catch_up(harness, agent_conn, cid)
+    assert [m["text"] for m in messages] == ["one", "two"] and not gaps
 
 
 def test_many_messages_after_a_gap_page_through_without_looping(harness, no_rate_limits, timeline):
