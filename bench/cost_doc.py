@@ -102,7 +102,7 @@ the tutorial's text message; four connections in each case.
 {_table({'Kefu, send only': million['kefu_send_only'], 'Kefu, with typing + read': million['kefu_with_typing_and_read'], 'tutorial design': million['tutorial']})}
 
 The difference is what Kefu does that the tutorial does not: every message is stored with a
-sequence number (3 writes), acknowledged to its sender, readable again (`sync`), and read receipts
+sequence number (2 writes), acknowledged to its sender, readable again (`sync`), and read receipts
 and typing travel as frames of their own. The tutorial loses every message sent while a
 participant is offline or reconnecting.
 
