@@ -189,7 +189,7 @@ def _already_stored(identity: Identity, message: Message, note: bool) -> Tuple[M
     message took one since, or becomes a gap (sync lists it)."""
     stored = Message.get(message.conversation_id, message.client_msg_id, consistent_read=True)
     if (stored.sender_role, stored.sender_id, bool(stored.note)) != (identity.role, identity.subject, note):
-        _give_back(message.conversation_id, int(message.seq))
+        _give_back(message)
         raise conflict("client_msg_id_conflict", "that client_msg_id belongs to another message")
     if stored.seq is None:
         # A send of the former order (message first, then seq) died between its writes: the
@@ -202,19 +202,35 @@ def _already_stored(identity: Identity, message: Message, note: bool) -> Tuple[M
             if not is_condition_failure(exc):
                 raise
         stored = Message.get(message.conversation_id, message.client_msg_id, consistent_read=True)
-    _give_back(message.conversation_id, int(message.seq))
+    _give_back(message)
     return stored, False
 
 
-def _give_back(conversation_id: str, seq: int) -> None:
-    """Undo a seq a retry took for nothing, so no client sees a gap; a gap if another took one since."""
+def _give_back(retry: Message) -> None:
+    """Undo the seq a retry took for nothing, so no client sees a gap; a gap if another took one since.
+
+    The retry's seq update also set the conversation's preview to its own text, which messages
+    since the original may have replaced: the newest one's goes back with the seq. (If the seq
+    cannot go back, a message came after the retry and its update set the preview.)
+    """
+    seq = int(retry.seq)
+    actions = [Conversation.last_seq.add(-1)]
+    if not retry.note:
+        newest = next((m for m in Message.seq_index.query(retry.conversation_id, Message.seq < seq, limit=10,
+                                                           scan_index_forward=False, consistent_read=True)
+                       if not m.gap and not m.note), None)
+        if newest is not None:
+            actions.append(Conversation.last_text.set(_preview(newest)))
     try:
-        Conversation(conversation_id).update(actions=[Conversation.last_seq.add(-1)],
-                                             condition=Conversation.last_seq == seq)
+        Conversation(retry.conversation_id).update(actions=actions, condition=Conversation.last_seq == seq)
     except UpdateError as exc:
         if not is_condition_failure(exc):
             raise
-        write_gap(conversation_id, seq)
+        write_gap(retry.conversation_id, seq)
+
+
+def _preview(message: Message) -> str:
+    return (message.text or as_dict(message.attachment).get("name") or "")[:PREVIEW_CHARS]
 
 
 def _count_first_response(identity: Identity, conversation: Conversation, message: Message) -> None:
@@ -242,13 +258,12 @@ def _next_seq(identity: Identity, conversation_id: str, message: Message) -> Any
     )
     if not identity.is_agent:
         condition &= Conversation.visitor_id == identity.subject
-    preview = (message.text or as_dict(message.attachment).get("name") or "")[:PREVIEW_CHARS]
     actions = [
         Conversation.last_seq.add(1),
         Conversation.updated_at.set(message.created_at),
     ]
     if not message.note:  # the preview is shown to the visitor too
-        actions.append(Conversation.last_text.set(preview))
+        actions.append(Conversation.last_text.set(_preview(message)))
     if identity.is_agent and not message.note:  # stamped once: the first reply (reports)
         actions.append(Conversation.first_response_at.set(Conversation.first_response_at | message.created_at))
         actions.append(Conversation.first_response_id.set(Conversation.first_response_id | message.message_id))

@@ -51,6 +51,25 @@ def test_retried_client_msg_id_is_stored_once_and_gets_the_original_ack(harness)
     assert _send(harness, conn, cid, "next")["seq"] == 2  # the seq the retry took was given back
 
 
+def test_a_late_retry_leaves_the_conversation_preview_on_the_newest_message(harness):
+    """The retry's seq update writes its own text as the preview, as any send does; given back
+    with its seq, the preview is the newest message's again (the agents' list shows it)."""
+    from chalicelib.models import Conversation
+
+    site, agent, agent_conn, visitor, conn = harness.chat()
+    cid = visitor["conversation_id"]
+    _send(harness, conn, cid, "same", "我想问一下发货时间")
+    _send(harness, agent_conn, cid, "reply", "明天发货")
+    note = harness.reply(agent_conn, {"action": "send", "conversation_id": cid, "client_msg_id": "note",
+                                      "text": "VIP customer", "note": True})  # never a preview: shown to agents only
+    assert note["type"] == "ack"
+    harness.mgmt.take(conn)
+    assert harness.reply(conn, {"action": "send", "conversation_id": cid, "client_msg_id": "same",
+                                "text": "我想问一下发货时间"})["duplicate"] is True
+    stored = Conversation.get(cid)
+    assert (stored.last_seq, stored.last_text) == (3, "明天发货")
+
+
 def test_a_retry_racing_another_message_leaves_an_explicit_gap(harness, monkeypatch):
     """The retry's seq cannot go back once another message took the next one: it becomes a gap."""
     from chalicelib import messages
@@ -60,10 +79,10 @@ def test_a_retry_racing_another_message_leaves_an_explicit_gap(harness, monkeypa
     _send(harness, conn, cid, "same", "hello")
     original = messages._give_back
 
-    def another_message_first(conversation_id, seq):
+    def another_message_first(retry):
         monkeypatch.setattr(messages, "_give_back", original)
-        assert _send(harness, agent_conn, cid, "agent1", "hi")["seq"] == seq + 1
-        original(conversation_id, seq)
+        assert _send(harness, agent_conn, cid, "agent1", "hi")["seq"] == retry.seq + 1
+        original(retry)
 
     monkeypatch.setattr(messages, "_give_back", another_message_first)
     replies = harness.frame(conn, {"action": "send", "conversation_id": cid, "client_msg_id": "same", "text": "hello"})
