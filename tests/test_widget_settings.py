@@ -139,4 +139,4 @@ def test_the_largest_settings_keep_a_message_within_its_read_budget(harness, no_
                                                "text": "您好，请问这个茶壶什么时候发货？"})
             assert ack["type"] == "ack"
     assert calls.reads == 5 and calls.read_units <= 5 * 1, calls.units()
-    assert calls.writes == 15 and calls.write_units <= 5 * 4, calls.units()
+    assert calls.writes == 10 and calls.write_units <= 5 * 3, calls.units()
