@@ -24,6 +24,7 @@ secrets its functions read from SSM are stored in the embedded store's SSM (loca
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -507,6 +508,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         if isinstance(error, TemplateError):
             raise SystemExit(f"python -m local --template: {error}")
         raise
+    gc.freeze()  # the gateway's modules and the in-process REST app: see local/lambda_worker.py
     print(banner(info), flush=True)
     print("LOCAL_INFO " + json.dumps(info), flush=True)
     stopped = threading.Event()
