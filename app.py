@@ -70,6 +70,27 @@ def get_messages(conversation_id):
     return http.respond(app.current_request, http.get_messages, conversation_id)
 
 
+# Socket actions over REST, for clients that cannot keep a socket (docs/protocol.md, section 4).
+@app.route("/v1/state", methods=["GET"], cors=True)
+def get_state():
+    return http.respond(app.current_request, http.get_state)
+
+
+@app.route("/v1/conversations/{conversation_id}/read", methods=["POST"], cors=True)
+def mark_read(conversation_id):
+    return http.respond(app.current_request, http.post_read, conversation_id)
+
+
+@app.route("/v1/conversations/{conversation_id}/typing", methods=["POST"], cors=True)
+def post_typing(conversation_id):
+    return http.respond(app.current_request, http.post_typing, conversation_id)
+
+
+@app.route("/v1/conversations/{conversation_id}/rating", methods=["POST"], cors=True)
+def rate_conversation(conversation_id):
+    return http.respond(app.current_request, http.post_rating, conversation_id)
+
+
 @app.route("/v1/uploads", methods=["POST"], cors=True)
 def create_upload():
     return http.respond(app.current_request, http.create_upload)

@@ -45,7 +45,7 @@ def public_view(conversation: Conversation, visitor: Optional[Visitor] = None) -
         "visitor_attributes": as_dict(visitor.attributes) if visitor else {},
         "visitor_verified": bool(visitor.verified) if visitor else False,
         "visitor_online": bool(as_dict(conversation.visitor_conns)),
-        "status": "queued" if conversation.status == "new" else conversation.status,
+        "status": shown_status(conversation),
         "agent_id": conversation.agent_id,
         "last_seq": int(conversation.last_seq or 0),
         "last_text": conversation.last_text,
@@ -64,6 +64,11 @@ def public_view(conversation: Conversation, visitor: Optional[Visitor] = None) -
         "rating": ({"score": int(conversation.rating), "comment": conversation.rating_comment,
                     "at": conversation.rated_at} if conversation.rating is not None else None),
     }
+
+
+def shown_status(conversation: Conversation) -> str:
+    """The status clients see: a conversation nobody took yet is ``queued``."""
+    return "queued" if conversation.status == "new" else conversation.status
 
 
 # What agents see of a conversation but its visitor never does.

@@ -47,6 +47,8 @@ def respond(request: Any, handler: Callable[..., Any], *args: Any, console_only:
     headers = {"Content-Type": "application/json", **(_console_cors(request) if console_only else {})}
     try:
         result = handler(request, *args)
+        if result is None:  # an action that answers nothing (typing)
+            return Response(body="", status_code=204, headers=headers)
         return Response(body=result, status_code=200, headers=headers)
     except KefuError as exc:
         if exc.retry_after:
@@ -139,6 +141,26 @@ def get_messages(request: Any, conversation_id: str) -> Dict[str, Any]:
     params = request.query_params or {}
     return messages.sync(identity, conversation_id, _int_param(params, "after_seq", 0),
                          _int_param(params, "limit", None))
+
+
+def _socket_action(name: str) -> Callable[..., Optional[Dict[str, Any]]]:
+    """A WebSocket action over REST, for clients that cannot keep a socket: the body (with the path's
+    conversation) is its frame, its answer the frame's reply; no connection is involved."""
+    def run(request: Any, conversation_id: Optional[str] = None) -> Optional[Dict[str, Any]]:
+        from chalicelib import protocol
+
+        frame = _json_body(request)
+        frame.pop("req", None)  # a socket's correlation id: over HTTP the answer is the response
+        if conversation_id is not None:
+            frame["conversation_id"] = conversation_id
+        return protocol.ACTIONS[name](caller(request), frame, None)
+    return run
+
+
+get_state = _socket_action("state")
+post_read = _socket_action("read")
+post_typing = _socket_action("typing")
+post_rating = _socket_action("rate")
 
 
 def list_canned(request: Any) -> Dict[str, Any]:

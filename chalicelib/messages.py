@@ -395,9 +395,14 @@ def sync(identity: Identity, conversation_id: Any, after_seq: Any, limit: Any = 
     last_seq = int(conversation.last_seq or 0)
     if not jsonio.is_seq(after_seq) or after_seq > last_seq:
         raise bad_request("seq_out_of_range", f"after_seq must be between 0 and {last_seq}")
+    # The conversation's status and both read marks ride along (its item is read anyway): a client
+    # that polls over REST hears no pushes, and one that reconnects may have missed some.
+    marks = {"status": conversations.shown_status(conversation),
+             "visitor_read_seq": int(conversation.visitor_read_seq or 0),
+             "agent_read_seq": int(conversation.agent_read_seq or 0)}
     if conversations.is_virtual(conversation):  # reserved, nobody wrote: nothing to read
         return {"type": "messages", "conversation_id": conversation_id, "messages": [], "gaps": [],
-                "has_more": False, "next_after_seq": 0, "last_seq": 0}
+                "has_more": False, "next_after_seq": 0, "last_seq": 0, **marks}
     found = Message.seq_index.query(conversation_id, Message.seq > after_seq, limit=page + 1, consistent_read=True)
     dead_before = (clock.now() - settings().seq_gap_seconds) * 1000
     views: List[Dict[str, Any]] = []
@@ -437,6 +442,7 @@ def sync(identity: Identity, conversation_id: Any, after_seq: Any, limit: Any = 
         "has_more": has_more,
         "next_after_seq": covered,
         "last_seq": last_seq,
+        **marks,
     }
 
 

@@ -106,7 +106,7 @@ def _sync(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict
     return messages.sync(identity, frame.get("conversation_id"), frame.get("after_seq", 0), frame.get("limit"))
 
 
-def _read(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+def _read(identity: Identity, frame: Dict[str, Any], connection_id: Optional[str]) -> Dict[str, Any]:
     return messages.mark_read(identity, frame.get("conversation_id"), frame.get("seq"), connection_id)
 
 
@@ -115,7 +115,7 @@ def _visitor_rate(identity: Identity, action: str, limit: int) -> None:
         limits.hit(f"{action}:{identity.site_id}:{identity.subject}", limit, settings().rate_window, f"{action} frames")
 
 
-def _typing(identity: Identity, frame: Dict[str, Any], connection_id: str) -> None:
+def _typing(identity: Identity, frame: Dict[str, Any], connection_id: Optional[str]) -> None:
     _visitor_rate(identity, "typing", settings().typing_limit)
     messages.typing(identity, frame.get("conversation_id"), frame.get("is_typing", True), connection_id)
 
@@ -132,7 +132,7 @@ def _page_view(identity: Identity, frame: Dict[str, Any], connection_id: str) ->
     return {"type": "page_view_ok"}
 
 
-def _state(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+def _state(identity: Identity, frame: Dict[str, Any], connection_id: Optional[str]) -> Dict[str, Any]:
     site = get_site(identity.site_id)
     state: Dict[str, Any] = {"type": "state", "role": identity.role, "id": identity.subject,
                              "connection_id": connection_id, "agents_online": connections.online_agents(site)}
@@ -210,7 +210,7 @@ def _status(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Di
     return availability.set_status(identity, frame.get("status"), connection_id)
 
 
-def _rate(identity: Identity, frame: Dict[str, Any], connection_id: str) -> Dict[str, Any]:
+def _rate(identity: Identity, frame: Dict[str, Any], connection_id: Optional[str]) -> Dict[str, Any]:
     from chalicelib import ratings
 
     _visitor_rate(identity, "rate", settings().typing_limit)
@@ -240,7 +240,8 @@ def _reports(identity: Identity, frame: Dict[str, Any], connection_id: str) -> D
     return reports.report(identity, frame.get("from"), frame.get("to"), frame.get("agent_id"))
 
 
-ACTIONS: Dict[str, Callable[[Identity, Dict[str, Any], str], Optional[Dict[str, Any]]]] = {
+# Over REST (chalicelib/http.py) state, read, typing and rate run with no connection: None.
+ACTIONS: Dict[str, Callable[[Identity, Dict[str, Any], Any], Optional[Dict[str, Any]]]] = {
     "send": _send,
     "sync": _sync,
     "read": _read,

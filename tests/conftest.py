@@ -33,3 +33,13 @@ def packaged_template():
     from tests.packaged import packaged_template
 
     return packaged_template()
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings():
+    """Settings are cached per process: a test that changed the environment (monkeypatch) must not
+    leave settings read from it to the next. Set up before monkeypatch, so torn down after its undo."""
+    yield
+    from chalicelib.config import settings
+
+    settings.cache_clear()

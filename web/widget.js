@@ -539,7 +539,7 @@
     var frame = { action: 'rate', conversation_id: cid, rating: this.score };
     var comment = this.rateComment.value.trim();
     if (comment) frame.comment = comment;
-    this.request(frame).then(function (r) {
+    this.call(frame).then(function (r) {
       if (cid === self.cid) { self.rated = r.conversation.rating.score; self.thanked = true; self.render(); }
     }, function (err) {
       if (err.code === 'already_rated') { self.rated = self.score; self.render(); }
@@ -796,7 +796,8 @@
 
   Widget.prototype.refreshState = function () {
     var self = this;
-    this.request({ action: 'state' }).then(function (state) {
+    this.stateAt = Date.now();
+    this.call({ action: 'state' }).then(function (state) {
       self.agentsOnline = state.agents_online.length;
       if (state.conversation && state.conversation.conversation_id === self.cid) {
         self.closed = state.conversation.status === 'closed';
@@ -812,6 +813,7 @@
     this.mode = 'rest';
     this.polling = true;
     this.idle = 0;
+    this.refreshState();
     this.poll();
     if (window.WebSocket) {
       this.probeTimer = setTimeout(function () {
@@ -830,6 +832,8 @@
     this.catchUp().then(function () {
       if (!self.polling) return;
       self.idle = self.maxSeq() > before || self.nextItem() ? 0 : self.idle + 1;
+      // no presence frames reach a poller: who is online is asked now and then while the chat is open
+      if (self.isOpen && Date.now() - (self.stateAt || 0) > 60000) self.refreshState();
       var base = self.isOpen ? 1500 : 10000;
       self.pollTimer = setTimeout(self.poll.bind(self), Math.min(base * 5, base * Math.pow(1.5, self.idle)));
     }, function () {
@@ -857,13 +861,20 @@
     });
   };
 
-  // send and sync over whichever transport is up; `via` sends as an earlier identity (after identify or reset).
-  // A message with an attachment always goes over REST: only the REST function attaches uploads.
+  // An action over whichever transport is up (REST: docs/protocol.md, section 4); `via` sends as an
+  // earlier identity (after identify or reset). A message with an attachment always goes over REST:
+  // only the REST function attaches uploads.
   Widget.prototype.call = function (frame, via) {
     if (!via && this.mode !== 'rest' && !frame.attachment) return this.request(frame);
-    var path = '/v1/conversations/{c}/messages';
-    if (frame.action === 'sync') return this.api('GET', path + '?after_seq=' + frame.after_seq, null, via);
-    return this.api('POST', path, { client_msg_id: frame.client_msg_id, text: frame.text, attachment: frame.attachment }, via);
+    var path = '/v1/conversations/{c}/';
+    switch (frame.action) {
+      case 'sync': return this.api('GET', path + 'messages?after_seq=' + frame.after_seq, null, via);
+      case 'state': return this.api('GET', '/v1/state', null, via);
+      case 'read': return this.api('POST', path + 'read', { seq: frame.seq }, via);
+      case 'typing': return this.api('POST', path + 'typing', { is_typing: frame.is_typing }, via);
+      case 'rate': return this.api('POST', path + 'rating', { rating: frame.rating, comment: frame.comment }, via);
+    }
+    return this.api('POST', path + 'messages', { client_msg_id: frame.client_msg_id, text: frame.text, attachment: frame.attachment }, via);
   };
 
   // REST with the session's token ({c} is its conversation); an expired token is renewed and the call made again.
@@ -945,6 +956,9 @@
         p.messages.forEach(function (m) { self.receive(m, true); });
         (p.gaps || []).forEach(function (seq) { self.held[seq] = true; });
         self.lastSeq = Math.max(self.lastSeq, p.last_seq || 0);
+        // what a socket would have pushed: the agent's read mark (it only grows) and, to a poller, the status
+        if (p.agent_read_seq > self.agentReadSeq) self.agentReadSeq = p.agent_read_seq;
+        if (self.polling && p.status) self.closed = p.status === 'closed';
         self.advance();
         if (p.has_more && p.next_after_seq > after) return page(p.next_after_seq);
       });
@@ -1097,17 +1111,20 @@
 
   Widget.prototype.markRead = function () {
     var seq = this.maxSeq();
-    if (!seq || seq <= this.readSeq || !this.ws) return;
+    if (!seq || seq <= this.readSeq || !(this.ws || this.polling)) return;
     this.readSeq = seq;
     this.save();
-    this.request({ action: 'read', conversation_id: this.cid, seq: seq }).catch(function () {});
+    this.call({ action: 'read', conversation_id: this.cid, seq: seq }).catch(function () {});
   };
 
   Widget.prototype.noteTyping = function () {
     var now = Date.now();
-    if (!this.ws || this.ws.readyState !== 1 || now - (this.typingSent || 0) < 3000) return;
+    var frame = { action: 'typing', conversation_id: this.cid, is_typing: true };
+    if (now - (this.typingSent || 0) < 3000) return;
+    if (this.ws && this.ws.readyState === 1) this.ws.send(JSON.stringify(frame));
+    else if (this.polling) this.call(frame).catch(function () {});
+    else return;
     this.typingSent = now;
-    this.ws.send(JSON.stringify({ action: 'typing', conversation_id: this.cid, is_typing: true }));
   };
 
   Widget.prototype.showTyping = function (on) {
@@ -1287,15 +1304,15 @@
     this.notice.hidden = !text;
     this.notice.textContent = text || '';
     this.notice.className = 'notice' + (warn ? ' offline' : '');
-    // the rating: asked once the chat has ended (over the socket), thanked once given
-    this.rateBox.hidden = !(this.closed && this.mode === 'ws' && this.ready && (!this.rated || this.thanked));
+    // the rating: asked once the chat has ended, thanked once given
+    this.rateBox.hidden = !(this.closed && this.ready && (!this.rated || this.thanked));
     this.rateForm.hidden = !!this.rated;
     this.rateThanks.hidden = !this.rated;
     this.stars.forEach(function (b, i) { b.className = i < (self.score || self.rated || 0) ? 'on' : ''; });
     // Nobody online while the visitor looks: ask again now and then (an agent coming online is
     // otherwise only heard of once they take the conversation or write).
-    if (this.ws && this.ready && (this.isOpen || this.launcher.hidden) && !this.agentsOnline && !this.awayTimer) {
-      this.awayTimer = setTimeout(function () { self.awayTimer = null; if (self.ws) self.refreshState(); }, 15000);
+    if ((this.ws || this.polling) && this.ready && (this.isOpen || this.launcher.hidden) && !this.agentsOnline && !this.awayTimer) {
+      this.awayTimer = setTimeout(function () { self.awayTimer = null; if (self.ws || self.polling) self.refreshState(); }, 15000);
     }
 
     this.renderAsk();

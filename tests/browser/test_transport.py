@@ -33,6 +33,36 @@ def test_without_websocket_the_chat_works_both_ways_over_rest(browser, stack):
     agent.context.close()
 
 
+def test_over_rest_the_visitor_still_types_reads_hears_the_close_and_rates(browser, stack):
+    agent = Agent(browser, stack)
+    visitor = Visitor(browser, stack, name="Rita", init_script="delete window.WebSocket")
+    expect(visitor.widget).to_have_attribute("data-transport", "rest")
+    visitor.say("我的订单还没有发货，能帮我查一下吗？")
+    agent.open_conversation("Rita")
+    # typing reaches the agent without a socket (typed over 4 s: a typing post goes at most every 3 s)
+    visitor.widget.locator("textarea").press_sequentially("还有一个问题，请问", delay=500)
+    expect(agent.page.locator("#typing")).to_have_text("Visitor is typing…", timeout=10000)
+    # the agent's reply is read by the open chat: the console shows it read, the widget shows the agent read
+    agent.say("已经发货了，明天送到。")
+    expect(visitor.bubbles("theirs")).to_have_text(["已经发货了，明天送到。"], timeout=10000)
+    expect(agent.page.locator("#messages .msg.agent .meta")).to_contain_text("read", timeout=10000)
+    expect(visitor.widget.locator('.msg.mine[data-state="read"]')).to_have_count(1, timeout=10000)
+    # the agent closes the chat: the poller hears it and asks for a rating, which reaches the console
+    rate = visitor.widget.locator(".rate")
+    expect(rate).to_be_hidden()
+    agent.page.locator("#close-conversation").click()
+    expect(visitor.widget.locator(".notice")).to_have_text("This chat has ended. Write a message to continue it.",
+                                                           timeout=15000)
+    expect(rate).to_be_visible()
+    rate.locator(".stars button[data-score='5']").click()
+    rate.locator("button.go").click()
+    expect(rate.locator(".thanks")).to_be_visible()
+    expect(agent.page.locator("#visitor-status")).to_contain_text("rated ★★★★★")
+    assert visitor.errors == [] and agent.errors == []
+    visitor.context.close()
+    agent.context.close()
+
+
 def test_polling_is_frequent_while_the_chat_is_open_and_rare_while_it_is_closed(browser, stack):
     visitor = Visitor(browser, stack, name="Polly", init_script="delete window.WebSocket")
     polls = []
