@@ -1,5 +1,5 @@
 # Kefu: `make run` starts the whole product locally; `make test` runs every test.
-# Both set up everything they need first (a virtualenv, Node.js with the local stack's DynamoDB,
+# Both set up everything they need first (a virtualenv, Node.js with the local stack's DynamoDB and terser,
 # and for browser tests Debian's chromium). `make reset` deletes the local stack's data.
 
 PYTHON ?= python3
@@ -11,10 +11,11 @@ STAMP  := $(VENV)/.installed
 DATA_DIR ?= local-data
 STORE_DIR := local/dynalite
 STORE_STAMP := $(STORE_DIR)/node_modules/.installed
+WEB_BUILD_STAMP := web/build/node_modules/.installed
 
 .PHONY: run test setup browser bench package deploy clean reset
 
-setup: $(STAMP) $(STORE_STAMP)
+setup: $(STAMP) $(STORE_STAMP) $(WEB_BUILD_STAMP)
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -28,6 +29,11 @@ $(STORE_STAMP): $(STORE_DIR)/package.json $(STORE_DIR)/package-lock.json
 	@{ command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; } || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
 	cd $(STORE_DIR) && npm ci --loglevel=error
+	@touch $@
+
+# terser, which minifies the widget for hosting (infra/widget.py), locked in web/build/package-lock.json.
+$(WEB_BUILD_STAMP): web/build/package.json web/build/package-lock.json | $(STORE_STAMP)
+	cd web/build && npm ci --loglevel=error
 	@touch $@
 
 # Debian's chromium, for the Playwright browser tests (Playwright's own browser download cannot work
@@ -56,6 +62,7 @@ STACK  ?= kefu-$(STAGE)
 # The deployment zip and CloudFormation template in out/package/, built and checked offline.
 package: setup
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(PY) -m infra.package --stage $(STAGE)
+	$(PY) -m infra.widget
 
 # The real deploy (docs/deploy.md): needs the aws CLI, credentials, and an S3 bucket for the code.
 #   make deploy STAGE=prod BUCKET=my-artifacts [PARAMS="OssBucket=... StsRoleArn=..."]
@@ -68,4 +75,4 @@ deploy: package
 	aws cloudformation describe-stacks --stack-name $(STACK) --query "Stacks[0].Outputs" --output table
 
 clean:
-	rm -rf $(VENV) out test-output .pytest_cache $(STORE_DIR)/node_modules
+	rm -rf $(VENV) out test-output .pytest_cache $(STORE_DIR)/node_modules web/build/node_modules

@@ -44,7 +44,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
@@ -272,10 +272,13 @@ class LocalGateway:
 
         self._extra_routes.append(install)
 
-    def add_file(self, path: str, file_path: str) -> None:
+    def add_file(self, path: str, file_path: Union[str, Callable[[], Any]]) -> None:
+        """Serve one file; ``file_path`` may be a function naming it (run off the event loop: it may
+        build the file first)."""
         async def serve(request: web.Request) -> web.StreamResponse:
-            return web.FileResponse(file_path, headers={"Cache-Control": "no-cache",
-                                                        "Access-Control-Allow-Origin": "*"})
+            name = await asyncio.to_thread(file_path) if callable(file_path) else file_path
+            return web.FileResponse(name, headers={"Cache-Control": "no-cache",
+                                                   "Access-Control-Allow-Origin": "*"})
 
         self._extra_routes.append(lambda app: app.router.add_get(path, serve))
 

@@ -336,11 +336,16 @@ class Stack:
 
     def _serve(self, gateway: Any) -> Any:
         """The static pages and /local/info next to the APIs; serving from a thread of its own."""
+        from infra import widget
+
+        widget.built()  # now, so that a missing terser is said at start and not by a page
         gateway.add_static("/console/", str(WEB / "console"))
         gateway.add_static("/admin/", str(WEB / "admin"))
         gateway.add_route("GET", "/local/mail", lambda: {"mails": self._mailbox.mails()})
         gateway.add_static("/demo/", str(WEB / "demo"))
-        gateway.add_file("/widget.js", str(WEB / "widget.js"))
+        # The widget as it is hosted (infra/widget.py): minified, rebuilt when web/widget.js changes.
+        gateway.add_file("/widget.js", hosted_widget)
+        gateway.add_file("/widget.js.map", lambda: widget.source_map(hosted_widget()))
         gateway.add_route("GET", "/local/info", lambda: self.info)
         gateway.add_redirect("/", "/demo/")
         gateway.run_in_thread()
@@ -365,6 +370,20 @@ def _local_table(source: Any, stream_models: Any) -> Any:
         if source.table.endswith(model.Meta.base_name):
             return dataclasses.replace(source, table=model.Meta.table_name)
     return source
+
+
+def hosted_widget() -> Any:
+    """The built widget; while web/widget.js is being edited into something terser cannot parse,
+    the last build, with the error in the log (a page reload must not break the demo)."""
+    from infra import widget
+
+    try:
+        return widget.built()
+    except widget.BuildUnavailable as error:
+        if not widget.BUILT.exists():
+            raise
+        log.error("%s; serving the last build of the widget", error)
+        return widget.BUILT
 
 
 def _local_streams(sources: List[Any], dynamodb_endpoint: str) -> Any:
@@ -496,10 +515,12 @@ def main(argv: Optional[List[str]] = None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from local.template import TemplateError
 
+    from infra.widget import BuildUnavailable
+
     stack = Stack(parse_args(argv))
     try:
         info = stack.start()
-    except StoreUnavailable as exc:
+    except (StoreUnavailable, BuildUnavailable) as exc:
         stack.stop()
         print(f"error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(1)

@@ -35,6 +35,22 @@ def test_local_info_serves_the_contract(stack):
     assert info["websocket_url"].startswith("ws://127.0.0.1:")
 
 
+def test_the_widget_is_served_as_it_is_hosted_minified_with_its_source_map(stack):
+    from infra import widget
+
+    script = requests.get(info_widget_url(stack), timeout=10)
+    assert script.status_code == 200 and "javascript" in script.headers["Content-Type"]
+    assert script.text == widget.BUILT.read_text()
+    assert script.text.rstrip().endswith("//# sourceMappingURL=widget.js.map")
+    assert len(script.content) < widget.SOURCE.stat().st_size * 0.8
+    mapped = requests.get(info_widget_url(stack) + ".map", timeout=10).json()
+    assert mapped["sources"] == ["widget.js"] and mapped["sourcesContent"] == [widget.SOURCE.read_text()]
+
+
+def info_widget_url(stack) -> str:
+    return requests.get(stack.base + "/local/info", timeout=5).json()["widget_url"]
+
+
 def test_visitor_and_agent_exchange_messages_both_ways(stack):
     agent, agent_ws, visitor, visitor_ws = _pair(stack)
     cid = visitor["conversation_id"]
