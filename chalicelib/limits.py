@@ -4,7 +4,7 @@
 answers 429 ``rate_limited`` past the limit. Login failures back off exponentially per account
 (``login_allowed`` / ``login_failed`` / ``login_succeeded``). None of this is on the chat path:
 a visitor's send rate rides on the conversation update the send makes anyway
-(chalicelib/messages.py).
+(chalicelib/send_limit.py).
 """
 from __future__ import annotations
 

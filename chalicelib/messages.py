@@ -20,14 +20,13 @@ creates it (conversations.create_reserved), then takes the seq as above.
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Tuple
 
 from pynamodb.exceptions import PutError, UpdateError
 
-from chalicelib import clock, connections, conversations, ids, jsonio, outbox, paging, reports, sites
+from chalicelib import clock, connections, conversations, ids, jsonio, outbox, paging, reports, send_limit, sites
 from chalicelib.config import settings
-from chalicelib.errors import KefuError, bad_request, conflict, forbidden, is_condition_failure, rate_limited, too_large
+from chalicelib.errors import KefuError, bad_request, conflict, forbidden, is_condition_failure, too_large
 from chalicelib.models import Conversation, Message, Site, as_dict
 from chalicelib.tokens import Identity
 
@@ -268,15 +267,14 @@ def _next_seq(identity: Identity, conversation_id: str, message: Message) -> Any
         actions.append(Conversation.first_response_at.set(Conversation.first_response_at | message.created_at))
         actions.append(Conversation.first_response_id.set(Conversation.first_response_id | message.message_id))
     for _ in range(3):
-        for extra_actions, extra_condition in _rate_attempts(identity, conversation_id):
+        for extra_actions, extra_condition in send_limit.attempts(identity, conversation_id):
             try:
                 conversation.update(actions=actions + extra_actions, condition=condition & extra_condition)
             except UpdateError as exc:
                 if not is_condition_failure(exc):
                     raise
                 continue
-            if conversation.send_window is not None:
-                _last_window[conversation_id] = int(conversation.send_window)
+            send_limit.seen(conversation)
             return conversation
         refusal = _refusal(identity, conversation_id)
         if refusal is None:
@@ -306,61 +304,8 @@ def _refusal(identity: Identity, conversation_id: str) -> Any:
     if not identity.is_agent:
         if current.visitor_id != identity.subject:
             return forbidden("not_in_conversation", "you are not in that conversation")
-        cfg = settings()
-        if _sends_this_window(current) >= cfg.rate_limit:
-            return rate_limited("rate_limited", f"at most {cfg.rate_limit} messages per {cfg.rate_window} s")
+        return send_limit.exceeded(current)
     return None
-
-
-# The visitor's send count lives in one of RATE_SLOTS attributes (the window's number modulo
-# RATE_SLOTS) and every counted send removes the others. So the slot is absent, or holds this
-# window's count, or (the visitor's previous send was a whole number of slot cycles ago) a stale one.
-# One conditional update with if_not_exists thus starts or continues a window, where one counter
-# needed a guess between two writes, and a wrong guess a refused write (0.44 per message at 100/s
-# in bench/local_load.py, function instances sharing busy conversations).
-RATE_SLOTS = 6
-_SLOTS = [getattr(Conversation, f"send_count_{i}") for i in range(RATE_SLOTS)]
-
-# The rate window each conversation was last seen in by this function: a slot left over from
-# exactly RATE_SLOTS windows (or a multiple) ago is then reset at once rather than after a refusal.
-_last_window: "OrderedDict[str, int]" = OrderedDict()
-
-
-def _rate_window() -> int:
-    return int(clock.now() // settings().rate_window)
-
-
-def _sends_this_window(conversation: Conversation) -> int:
-    window = _rate_window()
-    if conversation.send_window != window:
-        return 0
-    return int(getattr(conversation, f"send_count_{window % RATE_SLOTS}") or 0)
-
-
-def _rate_attempts(identity: Identity, conversation_id: str) -> List[Tuple[List[Any], Any]]:
-    """The visitor's send limit, riding on the seq update: a count per fixed window on the
-    conversation item, so it holds across all their sockets, REST and function instances."""
-    if identity.is_agent:
-        return [([], Conversation.conversation_id.exists())]
-    cfg = settings()
-    window = _rate_window()
-    slot = _SLOTS[window % RATE_SLOTS]
-    others = [other.remove() for other in _SLOTS if other is not slot] + [Conversation.send_count.remove()]
-    earlier_window = Conversation.send_window.does_not_exist() | (Conversation.send_window < window)
-    # (an absent slot in this very window: a count the former single counter kept, started again)
-    not_later = Conversation.send_window.does_not_exist() | (Conversation.send_window <= window)
-    counted = ([slot.set((slot | 0) + 1), Conversation.send_window.set(window)] + others,
-               (slot.does_not_exist() & not_later) | ((Conversation.send_window == window) & (slot < cfg.rate_limit)))
-    # the slot still holds a count from RATE_SLOTS windows ago: start it again
-    restarted = ([slot.set(1), Conversation.send_window.set(window)] + others, earlier_window)
-    if conversation_id in _last_window:
-        _last_window.move_to_end(conversation_id)
-    while len(_last_window) > 10_000:
-        _last_window.popitem(last=False)
-    seen = _last_window.get(conversation_id)
-    if seen is not None and seen < window and (window - seen) % RATE_SLOTS == 0:
-        return [restarted, counted]
-    return [counted, restarted]
 
 
 def write_gap(conversation_id: str, seq: int) -> None:

@@ -214,7 +214,7 @@ class Conversation(Table):
     agent_read_seq = NumberAttribute(default=0)
     # connection id -> connected-at, for every live connection of the visitor
     visitor_conns = MapAttribute(default=dict)
-    # The visitor's sends in the current rate window (chalicelib/messages.py): a limit across all
+    # The visitor's sends in the current rate window (chalicelib/send_limit.py): a limit across all
     # their sockets and REST that costs no write of its own. The count sits in one of
     # RATE_SLOTS attributes, picked by the window's number, so one conditional update (if_not_exists)
     # both starts a new window and counts within one; send_count is the former single counter.

@@ -75,7 +75,7 @@ _recent_sends: Dict[str, Deque[float]] = defaultdict(deque)
 
 def _check_agent_rate(connection_id: str) -> None:
     """An agent connection's send rate, kept in the warm function. (A visitor's holds across all
-    their sockets and functions: it rides on the conversation update, chalicelib/messages.py.)"""
+    their sockets and functions: it rides on the conversation update, chalicelib/send_limit.py.)"""
     cfg = settings()
     now = time.monotonic()
     sent = _recent_sends[connection_id]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from bench.metering import counting
-from chalicelib import clock, messages, sessions
+from chalicelib import clock, send_limit, sessions
 from chalicelib.config import settings
 from chalicelib.errors import KefuError
 from chalicelib.models import Conversation, Message
@@ -21,7 +21,7 @@ def test_a_visitors_sends_are_limited_across_sockets_rest_and_functions(harness,
     sockets = [harness.connect(visitor["token"])[0] for _ in range(10)]
     acked, limited = 0, 0
     for i in range(40):
-        messages._last_window.clear()  # every send on a fresh function instance
+        send_limit._last_window.clear()  # every send on a fresh function instance
         if i % 4 == 3:
             response = harness.rest("POST", f"/v1/conversations/{cid}/messages",
                                     {"client_msg_id": f"m{i}", "text": "spam"}, token=visitor["token"])
@@ -73,12 +73,12 @@ def test_counting_a_visitors_sends_costs_no_refused_write_on_any_function_instan
     with counting() as calls:
         for window in range(8):
             for _ in range(3):
-                messages._last_window.clear()
+                send_limit._last_window.clear()
                 assert send() == "ack"
             timeline(settings().rate_window)
     assert calls.writes == 8 * 3 * 2, calls.by_operation()  # the seq update, the message: nothing refused
     stored = Conversation.get(cid)
-    assert [getattr(stored, f"send_count_{i}") for i in range(messages.RATE_SLOTS)].count(None) == messages.RATE_SLOTS - 1
+    assert [getattr(stored, f"send_count_{i}") for i in range(send_limit.RATE_SLOTS)].count(None) == send_limit.RATE_SLOTS - 1
 
 
 @pytest.mark.parametrize("instance", ["fresh", "warm"])
@@ -88,9 +88,9 @@ def test_a_count_left_from_a_whole_number_of_slot_cycles_ago_starts_again(harnes
     cid, send = _visitor_sends(harness)
     limit = settings().rate_limit
     assert [send() for _ in range(limit + 1)][-2:] == ["ack", "rate_limited"]
-    timeline(settings().rate_window * messages.RATE_SLOTS)
+    timeline(settings().rate_window * send_limit.RATE_SLOTS)
     if instance == "fresh":
-        messages._last_window.clear()
+        send_limit._last_window.clear()
     with counting() as calls:
         assert send() == "ack"
     # a fresh instance tries the count first (one refused write); a warm one knows the window it saw
@@ -102,12 +102,12 @@ def test_a_count_kept_by_the_former_single_counter_is_replaced(harness, timeline
     cid, send = _visitor_sends(harness)
     assert send() == "ack"
     window = int(clock.now() // settings().rate_window)
-    slot = getattr(Conversation, f"send_count_{window % messages.RATE_SLOTS}")
+    slot = getattr(Conversation, f"send_count_{window % send_limit.RATE_SLOTS}")
     Conversation(cid).update(actions=[Conversation.send_window.set(window), slot.remove(),
                                       Conversation.send_count.set(settings().rate_limit)])  # as it stood before
     assert send() == "ack"
     stored = Conversation.get(cid)
-    assert stored.send_count is None and getattr(stored, f"send_count_{window % messages.RATE_SLOTS}") == 1
+    assert stored.send_count is None and getattr(stored, f"send_count_{window % send_limit.RATE_SLOTS}") == 1
 
 
 @pytest.fixture
