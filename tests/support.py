@@ -125,8 +125,6 @@ def no_rate_limits(monkeypatch):
     for name in ("KEFU_RATE_LIMIT", "KEFU_TYPING_LIMIT", "KEFU_PAGE_VIEW_LIMIT", "KEFU_SESSION_LIMIT"):
         monkeypatch.setenv(name, "1000000")
     settings.cache_clear()
-    yield
-    settings.cache_clear()
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ def console_origin(monkeypatch):
 
     monkeypatch.setenv("KEFU_CONSOLE_ORIGINS", CONSOLE)
     settings.cache_clear()
-    yield CONSOLE
-    settings.cache_clear()
+    return CONSOLE
 
 
 def login(harness, site_id, email, password="correct horse"):

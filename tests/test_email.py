@@ -24,7 +24,6 @@ def mailbox(monkeypatch):
     settings.cache_clear()
     yield box
     box.stop()
-    settings.cache_clear()
 
 
 def mails_of(kind):

@@ -104,8 +104,7 @@ def typing_limit(monkeypatch):
 
     monkeypatch.setenv("KEFU_TYPING_LIMIT", "4")
     settings.cache_clear()
-    yield 4
-    settings.cache_clear()
+    return 4
 
 
 def test_typing_over_rest_has_the_sockets_limit(harness, timeline, typing_limit):

@@ -32,7 +32,6 @@ def ssm(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     settings.cache_clear()
     yield boto3.client("ssm", endpoint_url=endpoint, region_name=settings().region)
-    settings.cache_clear()
     server.stop()
 
 

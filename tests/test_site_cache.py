@@ -20,8 +20,7 @@ def site_cache(monkeypatch, timeline, no_rate_limits):
     slept = []
 
     monkeypatch.setattr(sites.time, "sleep", slept.append)
-    yield slept
-    settings.cache_clear()
+    return slept
 
 
 def _send(harness, conn, cid, client_msg_id):

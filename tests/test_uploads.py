@@ -60,7 +60,6 @@ def standins(tmp_path, monkeypatch, clock):
     monkeypatch.setattr(aliyun_sts, "credentials", aliyun_sts.CredentialCache())
     yield running
     running.stop()
-    settings.cache_clear()
 
 
 def _grant(**overrides):
@@ -418,8 +417,6 @@ def upload_settings(monkeypatch):
                         "KEFU_OSS_PREFIX": "uploads/", "KEFU_STS_ROLE_ARN": "acs:ram::1000:role/kefu-uploads",
                         "KEFU_UPLOAD_URL_TTL": "300", "KEFU_DOWNLOAD_URL_TTL": "600"}.items():
         monkeypatch.setenv(name, value)
-    settings.cache_clear()
-    yield
     settings.cache_clear()
 
 

@@ -14,8 +14,6 @@ FORMER_DEFAULT = "kefu-insecure-development-secret"
 def unconfigured(monkeypatch):
     monkeypatch.delenv("KEFU_TOKEN_SECRET", raising=False)
     settings.cache_clear()
-    yield
-    settings.cache_clear()
 
 
 def _forged_agent_token(site_id: str) -> str:
