@@ -6,7 +6,7 @@ from typing import Any, Callable, Dict, Optional
 
 from chalice import Response
 
-from chalicelib import contact, conversations, delivery, jsonio, messages, sessions
+from chalicelib import contact, conversations, delivery, jsonio, messages, protocol, sessions
 from chalicelib.config import settings
 from chalicelib.errors import KefuError, bad_request
 from chalicelib.tokens import Identity, from_authorization_header
@@ -147,8 +147,6 @@ def _socket_action(name: str) -> Callable[..., Optional[Dict[str, Any]]]:
     """A WebSocket action over REST, for clients that cannot keep a socket: the body (with the path's
     conversation) is its frame, its answer the frame's reply; no connection is involved."""
     def run(request: Any, conversation_id: Optional[str] = None) -> Optional[Dict[str, Any]]:
-        from chalicelib import protocol
-
         frame = _json_body(request)
         frame.pop("req", None)  # a socket's correlation id: over HTTP the answer is the response
         if conversation_id is not None:

@@ -338,7 +338,7 @@ class Stack:
         """The static pages and /local/info next to the APIs; serving from a thread of its own."""
         from infra import widget
 
-        widget.built()  # now, so that a missing terser is said at start and not by a page
+        hosted_widget()  # now, so that a missing terser is said at start and not by a page
         gateway.add_static("/console/", str(WEB / "console"))
         gateway.add_static("/admin/", str(WEB / "admin"))
         gateway.add_route("GET", "/local/mail", lambda: {"mails": self._mailbox.mails()})
